@@ -1,0 +1,7 @@
+//! The taskpod adapter SDK: everything a Rust pod adapter needs, so that one is a few
+//! dozen lines. (Work in progress: see the module list.)
+
+pub mod types;
+pub mod payload;
+
+pub use types::*;

@@ -1,0 +1,1 @@
+//! taskpod host library (in progress).
