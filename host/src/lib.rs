@@ -1,1 +1,12 @@
-//! taskpod host library (in progress).
+//! taskpod: runs data-platform tasks as Kubernetes Jobs whose shape is decided by
+//! sandboxed WebAssembly pod adapters.
+//!
+//! Modules, one per responsibility (see DESIGN.md); data flows one way:
+//! API → store/queue → adapter runtime → contract/policy → kube → watcher → store.
+
+pub mod adapters;
+pub mod config;
+pub mod contract;
+pub mod queue;
+pub mod store;
+pub mod task;

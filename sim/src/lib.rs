@@ -1,1 +1,4 @@
 //! The simulated Kubernetes API server (in progress).
+
+pub mod controllers;
+pub mod logs;
