@@ -85,8 +85,12 @@ pub trait LaunchPolicy: Send + Sync + fmt::Debug {
     /// order (priority, then age). Return the index of the one to launch, or `None` to launch
     /// nothing now (e.g. every tenant is at its quota); the queue asks again after the next
     /// change (a push, a finished task, a capacity change).
-    fn choose(&self, candidates: &[Candidate<'_>], in_flight: usize, capacity: usize)
-    -> Option<usize>;
+    fn choose(
+        &self,
+        candidates: &[Candidate<'_>],
+        in_flight: usize,
+        capacity: usize,
+    ) -> Option<usize>;
 }
 
 /// The default policy: global priority then age, tenants ignored.
@@ -210,7 +214,11 @@ impl Queue {
                             .insert(task.id.clone(), task.tenant.clone())
                             .is_none()
                         {
-                            state.tenants.entry(task.tenant.clone()).or_default().in_flight += 1;
+                            state
+                                .tenants
+                                .entry(task.tenant.clone())
+                                .or_default()
+                                .in_flight += 1;
                         }
                     }
                     TaskState::Succeeded | TaskState::Failed | TaskState::Canceled => {}
@@ -363,7 +371,11 @@ impl Queue {
         {
             t.order.remove(&key(&pending));
         }
-        state.tenants.entry(task.tenant.clone()).or_default().in_flight += 1;
+        state
+            .tenants
+            .entry(task.tenant.clone())
+            .or_default()
+            .in_flight += 1;
         state.in_flight.insert(task.id, task.tenant);
         true
     }

@@ -19,7 +19,12 @@ fn open(dir: &tempfile::TempDir) -> Store {
 }
 
 fn task(id: &str) -> NewTask {
-    NewTask::new(id, "index_parallel", "team-a", r#"{"type":"index_parallel","spec":{}}"#)
+    NewTask::new(
+        id,
+        "index_parallel",
+        "team-a",
+        r#"{"type":"index_parallel","spec":{}}"#,
+    )
 }
 
 #[tokio::test]
@@ -27,7 +32,12 @@ async fn submit_is_durable_idempotent_and_detects_conflicts() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store = open(&dir);
     let first = store
-        .submit(task("t1").with_label("team", "a").with_priority(3).with_datasource("wiki"))
+        .submit(
+            task("t1")
+                .with_label("team", "a")
+                .with_priority(3)
+                .with_datasource("wiki"),
+        )
         .await?;
     assert!(first.created);
     assert_eq!(first.task.state, TaskState::Pending);
@@ -35,14 +45,20 @@ async fn submit_is_durable_idempotent_and_detects_conflicts() -> Result<()> {
     assert_eq!(first.task.payload_digest.len(), 64);
 
     // Same submission with different JSON whitespace: the existing task.
-    let mut again = task("t1").with_label("team", "a").with_priority(3).with_datasource("wiki");
+    let mut again = task("t1")
+        .with_label("team", "a")
+        .with_priority(3)
+        .with_datasource("wiki");
     again.payload = "{ \"type\": \"index_parallel\", \"spec\": {} }".to_string();
     let second = store.submit(again).await?;
     assert!(!second.created);
     assert_eq!(second.task, first.task);
 
     // Different payload and priority: Conflict naming both fields.
-    let mut changed = task("t1").with_label("team", "a").with_priority(4).with_datasource("wiki");
+    let mut changed = task("t1")
+        .with_label("team", "a")
+        .with_priority(4)
+        .with_datasource("wiki");
     changed.payload = r#"{"type":"index_parallel","spec":{"x":1}}"#.to_string();
     match store.submit(changed).await {
         Err(StoreError::Conflict { id, fields }) => {
@@ -79,8 +95,10 @@ async fn transitions_are_compare_and_set_with_history() -> Result<()> {
 
     // Wrong `from`: StateMismatch naming the actual state.
     let err = store
-        .transition(Transition::new("job-1", TaskState::Running, TaskState::Succeeded)
-            .reason(ReasonCode::Completed, ""))
+        .transition(
+            Transition::new("job-1", TaskState::Running, TaskState::Succeeded)
+                .reason(ReasonCode::Completed, ""),
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -93,13 +111,21 @@ async fn transitions_are_compare_and_set_with_history() -> Result<()> {
     );
     // Not in the table.
     let err = store
-        .transition(Transition::new("job-1", TaskState::Pending, TaskState::Running))
+        .transition(Transition::new(
+            "job-1",
+            TaskState::Pending,
+            TaskState::Running,
+        ))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::IllegalTransition { .. }), "{err}");
     // Launching needs the Job name.
     let err = store
-        .transition(Transition::new("job-1", TaskState::Pending, TaskState::Launching))
+        .transition(Transition::new(
+            "job-1",
+            TaskState::Pending,
+            TaskState::Launching,
+        ))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("Job name"), "{err}");
@@ -126,13 +152,21 @@ async fn transitions_are_compare_and_set_with_history() -> Result<()> {
     assert_eq!(launched.job_name.as_deref(), Some("job-1-3f2a"));
     assert!(launched.launched_at_ms.is_some());
     let running = store
-        .transition(Transition::new("job-1", TaskState::Launching, TaskState::Running))
+        .transition(Transition::new(
+            "job-1",
+            TaskState::Launching,
+            TaskState::Running,
+        ))
         .await?;
     assert!(running.started_at_ms.is_some());
 
     // Terminal states need a fitting reason.
     let err = store
-        .transition(Transition::new("job-1", TaskState::Running, TaskState::Failed))
+        .transition(Transition::new(
+            "job-1",
+            TaskState::Running,
+            TaskState::Failed,
+        ))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("needs a reason"), "{err}");
@@ -170,7 +204,10 @@ async fn transitions_are_compare_and_set_with_history() -> Result<()> {
             )
             .await
             .unwrap_err();
-        assert!(matches!(err, StoreError::IllegalTransition { .. }), "{to}: {err}");
+        assert!(
+            matches!(err, StoreError::IllegalTransition { .. }),
+            "{to}: {err}"
+        );
     }
 
     let history = store.history("job-1").await?;
@@ -184,8 +221,14 @@ async fn transitions_are_compare_and_set_with_history() -> Result<()> {
             (4, Some(TaskState::Running), TaskState::Failed),
         ]
     );
-    assert_eq!(history[0].reason.as_ref().map(|r| r.code), Some(ReasonCode::Submitted));
-    assert_eq!(history[3].reason.as_ref().map(|r| r.code), Some(ReasonCode::ExitCode));
+    assert_eq!(
+        history[0].reason.as_ref().map(|r| r.code),
+        Some(ReasonCode::Submitted)
+    );
+    assert_eq!(
+        history[3].reason.as_ref().map(|r| r.code),
+        Some(ReasonCode::ExitCode)
+    );
     Ok(())
 }
 
@@ -203,9 +246,11 @@ async fn concurrent_compare_and_set_has_exactly_one_winner() -> Result<()> {
         let (a, b) = (store.clone(), store.clone());
         let id2 = id.clone();
         handles.push(tokio::spawn(async move {
-            a.transition(Transition::new(&id, TaskState::Pending, TaskState::Launching).job_name("j"))
-                .await
-                .is_ok()
+            a.transition(
+                Transition::new(&id, TaskState::Pending, TaskState::Launching).job_name("j"),
+            )
+            .await
+            .is_ok()
         }));
         handles.push(tokio::spawn(async move {
             b.transition(
@@ -221,10 +266,16 @@ async fn concurrent_compare_and_set_has_exactly_one_winner() -> Result<()> {
         wins.push(h.await?);
     }
     for pair in wins.chunks(2) {
-        assert!(pair[0] ^ pair[1], "exactly one transition of a pair succeeds: {pair:?}");
+        assert!(
+            pair[0] ^ pair[1],
+            "exactly one transition of a pair succeeds: {pair:?}"
+        );
     }
     let counts = store.counts().await?;
-    assert_eq!(counts.state(TaskState::Launching) + counts.state(TaskState::Canceled), 50);
+    assert_eq!(
+        counts.state(TaskState::Launching) + counts.state(TaskState::Canceled),
+        50
+    );
     for i in 0..50 {
         assert_eq!(store.history(&format!("race-{i}")).await?.len(), 2);
     }
@@ -237,7 +288,11 @@ async fn lists_with_filters_and_keyset_pages() -> Result<()> {
     let store = open(&dir);
     for i in 0..25 {
         let tenant = if i % 2 == 0 { "even" } else { "odd" };
-        let kind = if i % 5 == 0 { "compact" } else { "index_parallel" };
+        let kind = if i % 5 == 0 {
+            "compact"
+        } else {
+            "index_parallel"
+        };
         store
             .submit(NewTask::new(format!("l-{i:02}"), kind, tenant, "{}"))
             .await?;
@@ -257,7 +312,11 @@ async fn lists_with_filters_and_keyset_pages() -> Result<()> {
     let mut pages = 0;
     loop {
         let page = store
-            .list(ListQuery { limit: 10, after, ..ListQuery::default() })
+            .list(ListQuery {
+                limit: 10,
+                after,
+                ..ListQuery::default()
+            })
             .await?;
         pages += 1;
         ids.extend(page.tasks.iter().map(|t| t.id.clone()));
@@ -301,12 +360,18 @@ async fn logs_append_in_order_and_read_from_any_offset() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(
         dir.path().join("tasks.db"),
-        StoreOptions { max_log_bytes_per_task: 40, ..StoreOptions::default() },
+        StoreOptions {
+            max_log_bytes_per_task: 40,
+            ..StoreOptions::default()
+        },
     )?;
     store.submit(task("logged")).await?;
     let a = store.append_log("logged", b"line one\n".to_vec()).await?;
     let b = store.append_log("logged", b"line two\n".to_vec()).await?;
-    assert_eq!((a.offset, a.end_offset, b.offset, b.end_offset), (0, 9, 9, 18));
+    assert_eq!(
+        (a.offset, a.end_offset, b.offset, b.end_offset),
+        (0, 9, 9, 18)
+    );
 
     let all = store.read_log("logged", 0, 1 << 20).await?;
     assert_eq!(all.data, b"line one\nline two\n");
@@ -337,9 +402,22 @@ async fn logs_append_in_order_and_read_from_any_offset() -> Result<()> {
     let last = store.read_log("logged", 40, 100).await?;
     assert!(last.is_complete());
     let err = store.read_log("missing", 0, 10).await.unwrap_err();
-    assert_eq!(err, StoreError::NotFound { id: "missing".into() });
-    let err = store.append_log("missing", b"x".to_vec()).await.unwrap_err();
-    assert_eq!(err, StoreError::NotFound { id: "missing".into() });
+    assert_eq!(
+        err,
+        StoreError::NotFound {
+            id: "missing".into()
+        }
+    );
+    let err = store
+        .append_log("missing", b"x".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::NotFound {
+            id: "missing".into()
+        }
+    );
     Ok(())
 }
 
@@ -351,28 +429,51 @@ async fn events_follow_commits_and_meta_persists() -> Result<()> {
     store.submit(task("e1")).await?;
     store.submit(task("e1")).await?; // idempotent: no second event
     store
-        .transition(Transition::new("e1", TaskState::Pending, TaskState::Launching).job_name("e1-job"))
+        .transition(
+            Transition::new("e1", TaskState::Pending, TaskState::Launching).job_name("e1-job"),
+        )
         .await?;
     let _ = store
-        .transition(Transition::new("e1", TaskState::Pending, TaskState::Launching).job_name("e1-job"))
+        .transition(
+            Transition::new("e1", TaskState::Pending, TaskState::Launching).job_name("e1-job"),
+        )
         .await
         .unwrap_err(); // refused: no event
     store.append_log("e1", b"hi".to_vec()).await?;
 
     let got: Vec<StoreEvent> = (0..3).map(|_| events.try_recv().expect("event")).collect();
     assert!(matches!(&got[0], StoreEvent::Submitted { id, .. } if id == "e1"));
-    assert!(matches!(&got[1], StoreEvent::Transitioned { to: TaskState::Launching, .. }));
-    assert!(matches!(&got[2], StoreEvent::LogAppended { end_offset: 2, .. }));
+    assert!(matches!(
+        &got[1],
+        StoreEvent::Transitioned {
+            to: TaskState::Launching,
+            ..
+        }
+    ));
+    assert!(matches!(
+        &got[2],
+        StoreEvent::LogAppended { end_offset: 2, .. }
+    ));
     assert!(events.try_recv().is_err(), "no further events");
 
-    store.set_meta("watch.jobs.resourceVersion", "12345").await?;
-    store.set_meta("watch.jobs.resourceVersion", "12399").await?;
+    store
+        .set_meta("watch.jobs.resourceVersion", "12345")
+        .await?;
+    store
+        .set_meta("watch.jobs.resourceVersion", "12399")
+        .await?;
     store.close().await;
     let err = store.submit(task("after-close")).await.unwrap_err();
     assert_eq!(err, StoreError::Closed);
 
     let store = open(&dir);
-    assert_eq!(store.get_meta("watch.jobs.resourceVersion").await?.as_deref(), Some("12399"));
+    assert_eq!(
+        store
+            .get_meta("watch.jobs.resourceVersion")
+            .await?
+            .as_deref(),
+        Some("12399")
+    );
     assert_eq!(store.get_meta("absent").await?, None);
     store.check_integrity().await?;
     Ok(())

@@ -98,7 +98,12 @@ pub async fn run(store: &Store, spec: &BenchSpec) -> Result<BenchReport> {
                 let id = format!("{}-{i:08}", spec.id_prefix);
                 let t = Instant::now();
                 store
-                    .submit(NewTask::new(&id, "index_parallel", format!("tenant-{}", i % 8), spec.payload.as_str()))
+                    .submit(NewTask::new(
+                        &id,
+                        "index_parallel",
+                        format!("tenant-{}", i % 8),
+                        spec.payload.as_str(),
+                    ))
                     .await?;
                 latencies.push(t.elapsed());
                 if spec.lifecycle {

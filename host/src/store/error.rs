@@ -52,7 +52,9 @@ pub enum StoreError {
     },
 
     /// Compare-and-set failed: the task is not in the expected state.
-    #[error("task `{id}` is {actual}, not {expected}; it changed concurrently — reload it and decide again")]
+    #[error(
+        "task `{id}` is {actual}, not {expected}; it changed concurrently — reload it and decide again"
+    )]
     StateMismatch {
         /// The task id.
         id: String,
@@ -63,7 +65,9 @@ pub enum StoreError {
     },
 
     /// The transition is not in the lifecycle table.
-    #[error("task `{id}`: {from} → {to} is not a legal transition (see TaskState::can_transition_to)")]
+    #[error(
+        "task `{id}`: {from} → {to} is not a legal transition (see TaskState::can_transition_to)"
+    )]
     IllegalTransition {
         /// The task id.
         id: String,

@@ -29,8 +29,8 @@ use tokio::sync::{broadcast, oneshot};
 
 pub use error::{Result, StoreError, ValidationError};
 pub use model::{
-    AdapterRef, Counts, Cursor, HistoryEntry, ListQuery, LogAppend, LogSlice, NewTask, Order,
-    Page, Pairs, Reason, ReasonCode, StoreEvent, Submitted, TaskRecord, TaskState, Transition,
+    AdapterRef, Counts, Cursor, HistoryEntry, ListQuery, LogAppend, LogSlice, NewTask, Order, Page,
+    Pairs, Reason, ReasonCode, StoreEvent, Submitted, TaskRecord, TaskState, Transition,
     UnknownName,
 };
 pub use validate::{InputLimits, MAX_ID_LEN, MAX_TENANT_LEN, MAX_TYPE_LEN};
@@ -342,7 +342,10 @@ impl Store {
         self.read(schema::schema_version).await
     }
 
-    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .writer

@@ -262,7 +262,9 @@ pub(crate) fn read_log(
             .query(params![id, offset as i64])
             .map_err(|e| StoreError::db(context(), e))?;
         while let Some(row) = rows.next().map_err(|e| StoreError::db(context(), e))? {
-            let start = row.get::<_, i64>(0).map_err(|e| StoreError::db(context(), e))? as u64;
+            let start = row
+                .get::<_, i64>(0)
+                .map_err(|e| StoreError::db(context(), e))? as u64;
             let chunk = row
                 .get_ref(1)
                 .and_then(|v| v.as_blob().map_err(rusqlite::Error::from))
@@ -312,11 +314,9 @@ pub(crate) fn check_integrity(conn: &Connection) -> Result<()> {
         });
     }
     let orphans: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM pragma_foreign_key_check",
-            [],
-            |row| row.get(0),
-        )
+        .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |row| {
+            row.get(0)
+        })
         .map_err(|e| StoreError::db("checking foreign keys", e))?;
     if orphans != 0 {
         return Err(StoreError::Corrupt {

@@ -86,7 +86,10 @@ fn check_id(id: &str) -> Result<(), ValidationError> {
     if id.len() > MAX_ID_LEN {
         return Err(ValidationError::new(
             "id",
-            format!("is {} bytes long; at most {MAX_ID_LEN} are allowed", id.len()),
+            format!(
+                "is {} bytes long; at most {MAX_ID_LEN} are allowed",
+                id.len()
+            ),
         ));
     }
     if id.starts_with('.') {
@@ -107,12 +110,7 @@ fn check_id(id: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn check_word(
-    field: &str,
-    value: &str,
-    max: usize,
-    allowed: &str,
-) -> Result<(), ValidationError> {
+fn check_word(field: &str, value: &str, max: usize, allowed: &str) -> Result<(), ValidationError> {
     if value.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
     }
@@ -164,10 +162,7 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), ValidationErro
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            "contains a control character",
-        ));
+        return Err(ValidationError::new(field, "contains a control character"));
     }
     Ok(())
 }
@@ -219,7 +214,10 @@ fn check_pairs(
     if pairs.len() > max_entries {
         return Err(ValidationError::new(
             field,
-            format!("has {} entries; at most {max_entries} are allowed", pairs.len()),
+            format!(
+                "has {} entries; at most {max_entries} are allowed",
+                pairs.len()
+            ),
         ));
     }
     let mut seen = std::collections::HashSet::new();
@@ -272,7 +270,12 @@ mod tests {
     use super::*;
 
     fn ok_task() -> NewTask {
-        NewTask::new("index_parallel_wiki_2024-01-01T00:00:00.000Z", "index_parallel", "team-a", r#"{"type":"index_parallel"}"#)
+        NewTask::new(
+            "index_parallel_wiki_2024-01-01T00:00:00.000Z",
+            "index_parallel",
+            "team-a",
+            r#"{"type":"index_parallel"}"#,
+        )
     }
 
     #[test]
@@ -284,18 +287,87 @@ mod tests {
     fn names_the_failing_field() {
         let limits = InputLimits::default();
         let cases: Vec<(NewTask, &str)> = vec![
-            (NewTask { id: String::new(), ..ok_task() }, "id"),
-            (NewTask { id: "a/b".into(), ..ok_task() }, "id"),
-            (NewTask { id: "x".repeat(256), ..ok_task() }, "id"),
-            (NewTask { id: ".hidden".into(), ..ok_task() }, "id"),
-            (NewTask { kind: "bad type".into(), ..ok_task() }, "type"),
-            (NewTask { tenant: "team-".into(), ..ok_task() }, "tenant"),
-            (NewTask { tenant: "t".repeat(64), ..ok_task() }, "tenant"),
-            (NewTask { payload: "{not json".into(), ..ok_task() }, "payload"),
-            (NewTask { payload: "[1,2]".into(), ..ok_task() }, "payload"),
-            (NewTask { group_id: Some(String::new()), ..ok_task() }, "groupId"),
-            (NewTask { datasource: Some("a\nb".into()), ..ok_task() }, "dataSource"),
-            (ok_task().with_label("team", "a").with_label("team", "b"), "labels.team"),
+            (
+                NewTask {
+                    id: String::new(),
+                    ..ok_task()
+                },
+                "id",
+            ),
+            (
+                NewTask {
+                    id: "a/b".into(),
+                    ..ok_task()
+                },
+                "id",
+            ),
+            (
+                NewTask {
+                    id: "x".repeat(256),
+                    ..ok_task()
+                },
+                "id",
+            ),
+            (
+                NewTask {
+                    id: ".hidden".into(),
+                    ..ok_task()
+                },
+                "id",
+            ),
+            (
+                NewTask {
+                    kind: "bad type".into(),
+                    ..ok_task()
+                },
+                "type",
+            ),
+            (
+                NewTask {
+                    tenant: "team-".into(),
+                    ..ok_task()
+                },
+                "tenant",
+            ),
+            (
+                NewTask {
+                    tenant: "t".repeat(64),
+                    ..ok_task()
+                },
+                "tenant",
+            ),
+            (
+                NewTask {
+                    payload: "{not json".into(),
+                    ..ok_task()
+                },
+                "payload",
+            ),
+            (
+                NewTask {
+                    payload: "[1,2]".into(),
+                    ..ok_task()
+                },
+                "payload",
+            ),
+            (
+                NewTask {
+                    group_id: Some(String::new()),
+                    ..ok_task()
+                },
+                "groupId",
+            ),
+            (
+                NewTask {
+                    datasource: Some("a\nb".into()),
+                    ..ok_task()
+                },
+                "dataSource",
+            ),
+            (
+                ok_task().with_label("team", "a").with_label("team", "b"),
+                "labels.team",
+            ),
             (ok_task().with_tag("", "a"), "tags"),
         ];
         for (task, field) in cases {
@@ -307,8 +379,22 @@ mod tests {
     #[test]
     fn payload_digest_ignores_whitespace() {
         let limits = InputLimits::default();
-        let a = check(NewTask { payload: r#"{"a": 1, "b": [1, 2]}"#.into(), ..ok_task() }, &limits).unwrap();
-        let b = check(NewTask { payload: "{\n \"a\":1,\"b\":[1,2]}".into(), ..ok_task() }, &limits).unwrap();
+        let a = check(
+            NewTask {
+                payload: r#"{"a": 1, "b": [1, 2]}"#.into(),
+                ..ok_task()
+            },
+            &limits,
+        )
+        .unwrap();
+        let b = check(
+            NewTask {
+                payload: "{\n \"a\":1,\"b\":[1,2]}".into(),
+                ..ok_task()
+            },
+            &limits,
+        )
+        .unwrap();
         assert_eq!(a.payload_digest, b.payload_digest);
         assert_eq!(a.submission_digest, b.submission_digest);
         let c = check(ok_task().with_priority(5), &limits).unwrap();
@@ -319,8 +405,18 @@ mod tests {
 
     #[test]
     fn payload_size_is_bounded() {
-        let limits = InputLimits { max_payload_bytes: 16, ..InputLimits::default() };
-        let err = check(NewTask { payload: r#"{"a":"0123456789abcdef"}"#.into(), ..ok_task() }, &limits).unwrap_err();
+        let limits = InputLimits {
+            max_payload_bytes: 16,
+            ..InputLimits::default()
+        };
+        let err = check(
+            NewTask {
+                payload: r#"{"a":"0123456789abcdef"}"#.into(),
+                ..ok_task()
+            },
+            &limits,
+        )
+        .unwrap_err();
         assert_eq!(err.field, "payload");
         assert!(err.problem.contains("at most 16"), "{err}");
     }

@@ -142,12 +142,18 @@ impl Writer {
         for cmd in batch {
             if let Some(err) = &began_err {
                 match cmd {
-                    Command::Submit { reply, .. } => done.push(Done::Submit(reply, Err(err.clone()))),
+                    Command::Submit { reply, .. } => {
+                        done.push(Done::Submit(reply, Err(err.clone())))
+                    }
                     Command::Transition { reply, .. } => {
                         done.push(Done::Transition(reply, Err(err.clone())))
                     }
-                    Command::AppendLog { reply, .. } => done.push(Done::Log(reply, Err(err.clone()))),
-                    Command::SetMeta { reply, .. } => done.push(Done::Meta(reply, Err(err.clone()))),
+                    Command::AppendLog { reply, .. } => {
+                        done.push(Done::Log(reply, Err(err.clone())))
+                    }
+                    Command::SetMeta { reply, .. } => {
+                        done.push(Done::Meta(reply, Err(err.clone())))
+                    }
                     Command::Close { reply } => close = Some(reply),
                 }
                 continue;
@@ -176,7 +182,9 @@ impl Writer {
             match self.conn.execute_batch("COMMIT") {
                 Ok(()) => {
                     self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                    self.counters.commands.fetch_add(commands, Ordering::Relaxed);
+                    self.counters
+                        .commands
+                        .fetch_add(commands, Ordering::Relaxed);
                     self.counters
                         .largest_batch
                         .fetch_max(commands, Ordering::Relaxed);
@@ -368,10 +376,7 @@ impl Writer {
         });
         match &reason {
             None if to.is_terminal() => {
-                return Err(bad(format!(
-                    "needs a reason ({})",
-                    fitting_codes(to)
-                )));
+                return Err(bad(format!("needs a reason ({})", fitting_codes(to))));
             }
             Some(r) if !r.code.fits(to) => {
                 return Err(bad(format!(
@@ -501,9 +506,7 @@ impl Writer {
         }
         if take > 0 || (truncated && !was_truncated) {
             self.conn
-                .prepare_cached(
-                    "UPDATE tasks SET log_bytes = ?2, log_truncated = ?3 WHERE id = ?1",
-                )
+                .prepare_cached("UPDATE tasks SET log_bytes = ?2, log_truncated = ?3 WHERE id = ?1")
                 .and_then(|mut stmt| {
                     stmt.execute(params![
                         id,
@@ -515,10 +518,7 @@ impl Writer {
         }
         let end_offset = offset + take as u64;
         if take > 0 {
-            ev.push(StoreEvent::LogAppended {
-                id,
-                end_offset,
-            });
+            ev.push(StoreEvent::LogAppended { id, end_offset });
         }
         Ok(LogAppend {
             offset,
