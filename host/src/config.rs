@@ -1,1 +1,648 @@
-//! (in progress)
+//! taskpod's configuration: one YAML file, typed, with documented defaults.
+//!
+//! Every key is a field of [`Config`] (camelCase in YAML, unknown keys rejected, every field
+//! optional with the default its doc comment states); the reference page docs/config.md is
+//! written from these doc comments. [`Config::load`] reads and parses a file and
+//! [`Config::validate`] checks what serde cannot (references between keys, ranges, names),
+//! returning errors that name the key. Durations accept ISO-8601 (`PT4H`, `P2D`, `PT30S`) and
+//! short forms (`30s`, `4h`, `2d`, `500ms`); sizes accept bytes or `64Mi`/`64MiB`/`4M` forms.
+//! [`druid`] imports Druid's `druid.indexer.runner.*` runtime properties into a [`Config`].
+
+pub mod druid;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::adapters::{self, ComponentSource};
+use crate::contract;
+
+/// Result alias of this module.
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML does not match the schema (unknown key, wrong type …).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// serde's message, which names the key and the line.
+        message: String,
+    },
+    /// A value is out of range or refers to something missing.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// The key path, e.g. `adapters[0].limits.memory`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A pod template file could not be read or is not a PodTemplate.
+    #[error("config key `{key}`: pod template {path}: {message}")]
+    Template {
+        /// The key path.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A Druid runtime properties file could not be imported.
+    #[error("{path}: {message}")]
+    Druid {
+        /// The properties file.
+        path: PathBuf,
+        /// What is wrong, naming the property.
+        message: String,
+    },
+}
+
+/// The taskpod configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Config {
+    /// Namespace the Jobs are created in. Default `default`.
+    pub namespace: String,
+    /// Name of this taskpod instance, put in the `taskpod.dev/instance` label of every Job so
+    /// several instances can share a namespace. A valid label value. Default `taskpod`.
+    pub instance: String,
+    /// Labels added to every Job and its pods (adapters receive them too). Default none.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to every Job and its pods. Default none.
+    pub annotations: BTreeMap<String, String>,
+    /// Directory where compiled adapters are cached (created 0700). Default
+    /// `$XDG_CACHE_HOME/taskpod/components` or `~/.cache/taskpod/components`.
+    pub cache_dir: Option<PathBuf>,
+    /// The adapter instances tasks can be routed to. At least one is required.
+    pub adapters: Vec<AdapterBinding>,
+    /// Which adapter shapes which task.
+    pub routing: Routing,
+    /// How Jobs are run: durations, cleanup, capacity (Druid's `druid.indexer.runner.*`).
+    pub runner: Runner,
+    /// Directory relative paths (adapter components, templates) are resolved against: the
+    /// config file's directory. Not a YAML key.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: "default".to_owned(),
+            instance: "taskpod".to_owned(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            cache_dir: None,
+            adapters: Vec::new(),
+            routing: Routing::default(),
+            runner: Runner::default(),
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// One adapter instance: a component plus its configuration, templates and limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdapterBinding {
+    /// Name tasks are routed by (`routing.default`, `routing.byType`). Required; a DNS-1123 label.
+    pub name: String,
+    /// The component: `builtin:pod-template`, or the path of a `.wasm` component (relative to
+    /// the config file). Required.
+    pub component: String,
+    /// The adapter's own configuration (any YAML; handed to the adapter as JSON). Default `{}`.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// Named pod templates: name → path of a `v1/PodTemplate` YAML or JSON file (relative to
+    /// the config file). The host reads them and hands them to the adapter. Default none.
+    #[serde(default)]
+    pub templates: BTreeMap<String, PathBuf>,
+    /// Bounds on every call of this adapter.
+    #[serde(default)]
+    pub limits: AdapterLimits,
+    /// Keep an adapter's `restartPolicy: OnFailure` (for long-running containers); otherwise
+    /// taskpod forces `Never` and `backoffLimit: 0`. Default false.
+    #[serde(default)]
+    pub allow_restart_on_failure: bool,
+    /// Largest `backoffLimit` accepted with `allowRestartOnFailure`. Default 3.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_limit: i32,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+fn default_max_backoff() -> i32 {
+    3
+}
+
+/// Per-adapter call limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct AdapterLimits {
+    /// Largest memory one call may use: bytes or `64Mi`. Default `64Mi`.
+    pub memory: ByteSize,
+    /// Wall-time limit of one call. Default `1s`.
+    pub timeout: ConfigDuration,
+    /// Largest output (Job + companions JSON) of one call. Default `4Mi`.
+    pub max_output: ByteSize,
+    /// Calls of this adapter that may run at once. Default 4.
+    pub concurrency: usize,
+}
+
+impl Default for AdapterLimits {
+    fn default() -> Self {
+        let limits = adapters::Limits::default();
+        AdapterLimits {
+            memory: ByteSize(limits.memory),
+            timeout: ConfigDuration(limits.timeout),
+            max_output: ByteSize(limits.max_output as u64),
+            concurrency: limits.concurrency,
+        }
+    }
+}
+
+impl AdapterLimits {
+    /// The runtime's form.
+    pub fn to_runtime(&self) -> adapters::Limits {
+        adapters::Limits {
+            memory: self.memory.0,
+            timeout: self.timeout.0,
+            max_output: usize::try_from(self.max_output.0).unwrap_or(usize::MAX),
+            concurrency: self.concurrency,
+        }
+    }
+}
+
+/// Which adapter shapes which task.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Routing {
+    /// Adapter for task types not in `byType`. Default: the only adapter, when there is one.
+    pub default: Option<String>,
+    /// Task type → adapter name. Default none.
+    pub by_type: BTreeMap<String, String>,
+}
+
+/// How Jobs are run (the keys of Druid's Kubernetes task runner).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Runner {
+    /// Longest a task may run (Job `activeDeadlineSeconds`). Default `PT4H`.
+    pub max_task_duration: ConfigDuration,
+    /// How long finished Jobs are kept (Job `ttlSecondsAfterFinished`). Default `P2D`.
+    pub task_cleanup_delay: ConfigDuration,
+    /// How often finished Jobs are looked for and reaped. Default `PT10M`.
+    pub task_cleanup_interval: ConfigDuration,
+    /// How long a Job may take to start before its task fails. Default `PT1H`.
+    pub k8s_job_launch_timeout: ConfigDuration,
+    /// Keep finished Jobs (no `ttlSecondsAfterFinished`) for debugging. Default false.
+    pub debug_jobs: bool,
+    /// Pod `terminationGracePeriodSeconds`; unset keeps Kubernetes' default (30). Default unset.
+    pub grace_termination_period_seconds: Option<u32>,
+    /// Most Jobs in flight at once. Default 2147483647 (Druid's default: no limit).
+    pub capacity: u32,
+    /// Bypass a global HTTP(S) proxy when talking to the Kubernetes API. Default false.
+    pub disable_client_proxy: bool,
+    /// Name of the container whose log and exit code are the task's. Default: the container
+    /// named `main`, else the first.
+    pub main_container: Option<String>,
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Runner {
+            max_task_duration: ConfigDuration(Duration::from_secs(4 * 3600)),
+            task_cleanup_delay: ConfigDuration(Duration::from_secs(2 * 24 * 3600)),
+            task_cleanup_interval: ConfigDuration(Duration::from_secs(600)),
+            k8s_job_launch_timeout: ConfigDuration(Duration::from_secs(3600)),
+            debug_jobs: false,
+            grace_termination_period_seconds: None,
+            capacity: i32::MAX as u32,
+            disable_client_proxy: false,
+            main_container: None,
+        }
+    }
+}
+
+/// A duration in the config: ISO-8601 (`PT4H`, `P2D`, `PT0.5S`) or short (`30s`, `4h`, `2d`,
+/// `500ms`), or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(s) => Ok(ConfigDuration(Duration::from_secs(s))),
+            Raw::Text(t) => parse_duration(&t)
+                .map(ConfigDuration)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// Parses `PT4H`, `P2D`, `P1DT2H30M`, `PT0.5S`, `P1W`, `30s`, `4h`, `2d`, `10m`, `500ms`.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "invalid duration {text:?}: use ISO-8601 (PT4H, P2D, PT30S) or a number with a unit \
+             (30s, 10m, 4h, 2d, 500ms)"
+        )
+    };
+    if let Some(iso) = t.strip_prefix('P').or_else(|| t.strip_prefix('p')) {
+        let mut total = 0f64;
+        let mut in_time = false;
+        let mut number = String::new();
+        let mut any = false;
+        for c in iso.chars() {
+            match c.to_ascii_uppercase() {
+                'T' if !in_time && number.is_empty() => in_time = true,
+                '0'..='9' | '.' => number.push(c),
+                unit => {
+                    let n: f64 = number.parse().map_err(|_| bad())?;
+                    number.clear();
+                    let seconds = match (unit, in_time) {
+                        ('W', false) => 7.0 * 86400.0,
+                        ('D', false) => 86400.0,
+                        ('H', true) => 3600.0,
+                        ('M', true) => 60.0,
+                        ('S', true) => 1.0,
+                        _ => return Err(bad()),
+                    };
+                    total += n * seconds;
+                    any = true;
+                }
+            }
+        }
+        if !number.is_empty() || !any {
+            return Err(bad());
+        }
+        return Ok(Duration::from_secs_f64(total));
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit.trim() {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs_f64(n * seconds))
+}
+
+/// A size in bytes: a number, or `64Mi`, `64MiB`, `512Ki`, `1Gi`, `4M`, `100k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Bytes(b) => Ok(ByteSize(b)),
+            Raw::Text(t) => parse_size(&t)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses a byte size (`64Mi`, `64MiB`, `4M`, `1024`).
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number.parse().map_err(|_| {
+        format!("invalid size {text:?}: use bytes or a unit (64Mi, 4MiB, 512Ki, 1G)")
+    })?;
+    let factor: u64 = match unit.trim().trim_end_matches(['B', 'b']) {
+        "" => 1,
+        "k" | "K" => 1000,
+        "Ki" => 1 << 10,
+        "M" => 1_000_000,
+        "Mi" => 1 << 20,
+        "G" => 1_000_000_000,
+        "Gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: unknown unit {unit:?} (use Ki, Mi, Gi, k, M, G)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+impl Config {
+    /// Reads, parses and validates a config file; relative paths in it are resolved against
+    /// its directory.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::from_yaml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        config.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses YAML text (no validation, `base_dir` = `.`).
+    pub fn from_yaml(text: &str) -> std::result::Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks references, ranges and names; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.to_owned(),
+            message,
+        };
+        if !contract::is_dns1123_label(&self.namespace) {
+            return Err(invalid(
+                "namespace",
+                format!(
+                    "{:?} is not a valid namespace (DNS-1123 label)",
+                    self.namespace
+                ),
+            ));
+        }
+        if self.instance.is_empty() || !contract::is_label_value(&self.instance) {
+            return Err(invalid(
+                "instance",
+                format!(
+                    "{:?} must be a non-empty label value (at most 63 of [A-Za-z0-9-_.])",
+                    self.instance
+                ),
+            ));
+        }
+        for (key, value) in &self.labels {
+            if !contract::is_qualified_name(key) || !contract::is_label_value(value) {
+                return Err(invalid(
+                    &format!("labels.{key}"),
+                    format!("{key:?}: {value:?} is not a valid Kubernetes label"),
+                ));
+            }
+        }
+        for key in self.annotations.keys() {
+            if !contract::is_qualified_name(key) {
+                return Err(invalid(
+                    &format!("annotations.{key}"),
+                    format!("{key:?} is not a valid annotation key"),
+                ));
+            }
+        }
+        if self.adapters.is_empty() {
+            return Err(invalid(
+                "adapters",
+                "no adapter configured: add one, e.g. `adapters: [{name: pod-template, component: \
+                 builtin:pod-template, templates: {base: pod-template.yaml}}]`"
+                    .to_owned(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, adapter) in self.adapters.iter().enumerate() {
+            let key = format!("adapters[{i}]");
+            if !contract::is_dns1123_label(&adapter.name) {
+                return Err(invalid(
+                    &format!("{key}.name"),
+                    format!("{:?} must be a DNS-1123 label", adapter.name),
+                ));
+            }
+            if !names.insert(adapter.name.as_str()) {
+                return Err(invalid(
+                    &format!("{key}.name"),
+                    format!("adapter name {:?} is used twice", adapter.name),
+                ));
+            }
+            if adapter.component.trim().is_empty() {
+                return Err(invalid(
+                    &format!("{key}.component"),
+                    "empty: use `builtin:pod-template` or the path of a .wasm component".to_owned(),
+                ));
+            }
+            if let Some(name) = adapter.component.strip_prefix(adapters::BUILTIN_PREFIX)
+                && !adapters::BUILTINS.iter().any(|(b, _)| *b == name)
+            {
+                return Err(invalid(
+                    &format!("{key}.component"),
+                    format!(
+                        "no built-in adapter {name:?}; built-ins: {}",
+                        adapters::BUILTINS
+                            .iter()
+                            .map(|(b, _)| format!("builtin:{b}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            let limits = &adapter.limits;
+            if limits.memory.0 < (1 << 20) || limits.memory.0 > (1 << 30) {
+                return Err(invalid(
+                    &format!("{key}.limits.memory"),
+                    format!("{} bytes is outside 1Mi..=1Gi", limits.memory.0),
+                ));
+            }
+            if limits.timeout.0.is_zero() || limits.timeout.0 > Duration::from_secs(60) {
+                return Err(invalid(
+                    &format!("{key}.limits.timeout"),
+                    format!("{} is outside (0s, 60s]", limits.timeout),
+                ));
+            }
+            if limits.max_output.0 == 0 || limits.max_output.0 > (256 << 20) {
+                return Err(invalid(
+                    &format!("{key}.limits.maxOutput"),
+                    format!("{} bytes is outside 1..=256Mi", limits.max_output.0),
+                ));
+            }
+            if limits.concurrency == 0 || limits.concurrency > 1024 {
+                return Err(invalid(
+                    &format!("{key}.limits.concurrency"),
+                    format!("{} is outside 1..=1024", limits.concurrency),
+                ));
+            }
+            if adapter.max_backoff_limit < 0 {
+                return Err(invalid(
+                    &format!("{key}.maxBackoffLimit"),
+                    "must not be negative".to_owned(),
+                ));
+            }
+        }
+        let known = |name: &str| self.adapters.iter().any(|a| a.name == name);
+        if let Some(default) = &self.routing.default
+            && !known(default)
+        {
+            return Err(invalid(
+                "routing.default",
+                format!("no adapter named {default:?} in `adapters`"),
+            ));
+        }
+        if self.routing.default.is_none() && self.adapters.len() > 1 {
+            return Err(invalid(
+                "routing.default",
+                "several adapters are configured: say which one takes task types not in \
+                 `routing.byType`"
+                    .to_owned(),
+            ));
+        }
+        for (task_type, name) in &self.routing.by_type {
+            if !known(name) {
+                return Err(invalid(
+                    &format!("routing.byType.{task_type}"),
+                    format!("no adapter named {name:?} in `adapters`"),
+                ));
+            }
+        }
+        let runner = &self.runner;
+        if runner.max_task_duration.0.as_secs() == 0 {
+            return Err(invalid(
+                "runner.maxTaskDuration",
+                "must be at least one second".to_owned(),
+            ));
+        }
+        if runner.task_cleanup_delay.0.as_secs() > i32::MAX as u64 {
+            return Err(invalid(
+                "runner.taskCleanupDelay",
+                "too long (Kubernetes takes at most 2147483647 seconds)".to_owned(),
+            ));
+        }
+        if runner.capacity == 0 {
+            return Err(invalid("runner.capacity", "must be at least 1".to_owned()));
+        }
+        if let Some(main) = &runner.main_container
+            && !contract::is_dns1123_label(main)
+        {
+            return Err(invalid(
+                "runner.mainContainer",
+                format!("{main:?} is not a container name (DNS-1123 label)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The adapter a task of `task_type` is routed to.
+    pub fn route(&self, task_type: &str) -> Option<&AdapterBinding> {
+        let name = self
+            .routing
+            .by_type
+            .get(task_type)
+            .or(self.routing.default.as_ref());
+        match name {
+            Some(name) => self.adapters.iter().find(|a| &a.name == name),
+            None if self.adapters.len() == 1 => self.adapters.first(),
+            None => None,
+        }
+    }
+
+    /// Where an adapter's component comes from, with paths resolved.
+    pub fn component_source(&self, binding: &AdapterBinding) -> ComponentSource {
+        ComponentSource::parse(&binding.component, &self.base_dir)
+    }
+
+    /// Reads an adapter's templates as JSON, in name order. YAML or JSON files are accepted;
+    /// each must be a `v1` `PodTemplate`.
+    pub fn read_templates(&self, index: usize) -> Result<Vec<(String, String)>> {
+        let binding = &self.adapters[index];
+        let mut out = Vec::with_capacity(binding.templates.len());
+        for (name, file) in &binding.templates {
+            let key = format!("adapters[{index}].templates.{name}");
+            let path = self.base_dir.join(file);
+            let fail = |message: String| ConfigError::Template {
+                key: key.clone(),
+                path: path.clone(),
+                message,
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+            let value: serde_json::Value =
+                serde_yaml::from_str(&text).map_err(|e| fail(format!("not YAML/JSON: {e}")))?;
+            let api = value.get("apiVersion").and_then(|v| v.as_str());
+            let kind = value.get("kind").and_then(|v| v.as_str());
+            if api != Some("v1") || kind != Some("PodTemplate") {
+                return Err(fail(format!(
+                    "expected apiVersion v1, kind PodTemplate; found {api:?} {kind:?}"
+                )));
+            }
+            let json = serde_json::to_string(&value).map_err(|e| fail(e.to_string()))?;
+            out.push((name.clone(), json));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_iso_and_short_forms() {
+        assert_eq!(parse_duration("PT4H"), Ok(Duration::from_secs(14400)));
+        assert_eq!(parse_duration("P2D"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("PT10M"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("PT30S"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("P1DT2H"), Ok(Duration::from_secs(93_600)));
+        assert_eq!(parse_duration("PT0.5S"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(14400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in ["", "P", "PT", "4", "4 parsecs", "P4H", "PT2D", "PTxS"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn sizes_accept_units() {
+        assert_eq!(parse_size("64Mi"), Ok(64 << 20));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("4M"), Ok(4_000_000));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert!(parse_size("12parsecs").is_err());
+        assert!(parse_size("Mi").is_err());
+    }
+}

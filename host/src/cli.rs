@@ -1,0 +1,280 @@
+//! The `taskpod` command line: argument types (clap derive) and what each command does.
+//!
+//! `main.rs` parses [`Cli`], sets up logging and calls [`run`]; tests call [`run`] with parsed
+//! arguments and a buffer, so they exercise exactly the code users run.
+//!
+//! - `taskpod render (--config FILE | --druid-properties FILE) --task FILE [--out FILE]`: the
+//!   Job and companions for one task, as multi-document YAML, exactly as `serve` creates them.
+//! - `taskpod adapter check COMPONENT.wasm [--config FILE]`: loads a component, prints its info
+//!   and validates a configuration.
+//! - `taskpod bench adapters`: the adapter-runtime benchmark (see [`crate::bench`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::adapters::{self, AdapterSpec, ComponentSource, Runtime, RuntimeOptions};
+use crate::bench;
+use crate::config::{self, Config, ConfigError};
+use crate::render::{RenderError, Renderer};
+use crate::task::{SubmittedTask, TaskError};
+
+/// taskpod: runs data-platform tasks as Kubernetes Jobs shaped by sandboxed WebAssembly pod
+/// adapters.
+#[derive(Debug, Parser)]
+#[command(name = "taskpod", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info`, `taskpod=debug`).
+    #[arg(long, global = true, env = "TASKPOD_LOG", default_value = "warn")]
+    pub log: String,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the Job (and companions) for one task as YAML, exactly as `serve` creates them.
+    Render(RenderArgs),
+    /// Work with adapter components.
+    #[command(subcommand)]
+    Adapter(AdapterCommand),
+    /// Run the project's benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Arguments of `taskpod render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// taskpod config file (YAML).
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "druid_properties"
+    )]
+    pub config: Option<PathBuf>,
+    /// Druid runtime.properties to import instead of a taskpod config.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub druid_properties: Option<PathBuf>,
+    /// The task: a taskpod task envelope or a raw Druid task (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub task: PathBuf,
+    /// Write the YAML here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `taskpod adapter …`
+#[derive(Debug, Subcommand)]
+pub enum AdapterCommand {
+    /// Load a component, print its info and validate a configuration.
+    Check {
+        /// The component (.wasm).
+        component: PathBuf,
+        /// The adapter's configuration (YAML or JSON); `{}` when absent.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `taskpod bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Latency of the pod-template adapter in a fresh sandbox per call vs natively compiled.
+    Adapters {
+        /// Measured calls per side.
+        #[arg(long, default_value_t = 5000)]
+        iterations: usize,
+        /// Unmeasured calls first.
+        #[arg(long, default_value_t = 500)]
+        warmup: usize,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Configuration error.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The task file could not be read.
+    #[error("cannot read task file {path}: {source}")]
+    ReadTask {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The task is invalid.
+    #[error("task file {path}: {source}")]
+    Task {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: TaskError,
+    },
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// Loading or running an adapter failed.
+    #[error(transparent)]
+    Adapter(#[from] adapters::Error),
+    /// An adapter config file is unusable.
+    #[error("adapter config file {path}: {message}")]
+    AdapterConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Writing output failed.
+    #[error("cannot write {what}: {source}")]
+    Write {
+        /// Where.
+        what: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The benchmark failed.
+    #[error(transparent)]
+    Bench(#[from] bench::BenchError),
+}
+
+/// Runs a parsed command, writing its normal output to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    match cli.command {
+        Command::Render(args) => render(&args, out),
+        Command::Adapter(AdapterCommand::Check { component, config }) => {
+            adapter_check(&component, config.as_deref(), out)
+        }
+        Command::Bench(BenchCommand::Adapters { iterations, warmup }) => {
+            let report = bench::adapters(iterations, warmup)?;
+            write!(out, "{report}").map_err(|source| CliError::Write {
+                what: "standard output".to_owned(),
+                source,
+            })
+        }
+    }
+}
+
+/// Loads the config named by the arguments (a taskpod config or imported Druid properties).
+pub fn load_config(
+    config: Option<&Path>,
+    druid_properties: Option<&Path>,
+) -> Result<Config, ConfigError> {
+    match (config, druid_properties) {
+        (_, Some(properties)) => {
+            let imported = config::druid::import_file(properties)?;
+            for warning in &imported.warnings {
+                tracing::warn!("{}: {warning}", properties.display());
+            }
+            Ok(imported.config)
+        }
+        (Some(path), None) => Config::load(path),
+        (None, None) => Err(ConfigError::Invalid {
+            key: "--config".to_owned(),
+            message: "give --config FILE or --druid-properties FILE".to_owned(),
+        }),
+    }
+}
+
+/// Reads and validates a task file.
+pub fn read_task(path: &Path) -> Result<SubmittedTask, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadTask {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    SubmittedTask::parse(&text).map_err(|source| CliError::Task {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn runtime_for(config: &Config) -> Result<Runtime, adapters::Error> {
+    Runtime::new(RuntimeOptions {
+        cache_dir: config.cache_dir.clone(),
+        ..RuntimeOptions::default()
+    })
+}
+
+fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let config = load_config(args.config.as_deref(), args.druid_properties.as_deref())?;
+    let task = read_task(&args.task)?;
+    let runtime = runtime_for(&config)?;
+    let renderer = Renderer::new(config, runtime)?;
+    let manifests = renderer.render_blocking(&task)?;
+    let yaml = manifests.to_yaml().map_err(|e| CliError::Write {
+        what: "YAML".to_owned(),
+        source: std::io::Error::other(e),
+    })?;
+    match &args.out {
+        Some(path) => std::fs::write(path, yaml).map_err(|source| CliError::Write {
+            what: path.display().to_string(),
+            source,
+        }),
+        None => out
+            .write_all(yaml.as_bytes())
+            .map_err(|source| CliError::Write {
+                what: "standard output".to_owned(),
+                source,
+            }),
+    }
+}
+
+fn adapter_check(
+    component: &Path,
+    config_file: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let config_json = match config_file {
+        None => "{}".to_owned(),
+        Some(path) => {
+            let fail = |message: String| CliError::AdapterConfig {
+                path: path.to_path_buf(),
+                message,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+            let value: serde_json::Value =
+                serde_yaml::from_str(&text).map_err(|e| fail(format!("not YAML/JSON: {e}")))?;
+            value.to_string()
+        }
+    };
+    let name = component
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "adapter".to_owned());
+    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let adapter = runtime.load(AdapterSpec {
+        name,
+        source: ComponentSource::File(component.to_path_buf()),
+        config: config_json,
+        limits: adapters::Limits::default(),
+    })?;
+    let info = adapter.info();
+    let text = format!(
+        "component:   {}\ndigest:      {}\nname:        {}\nversion:     {}\ndescription: {}\n\
+         task types:  {}\nconfig schema: {}\nconfig:      valid\n",
+        component.display(),
+        adapter.digest(),
+        info.name,
+        info.version,
+        info.description,
+        if info.task_types.is_empty() {
+            "(any)".to_owned()
+        } else {
+            info.task_types.join(", ")
+        },
+        info.config_schema,
+    );
+    out.write_all(text.as_bytes())
+        .map_err(|source| CliError::Write {
+            what: "standard output".to_owned(),
+            source,
+        })
+}
