@@ -336,11 +336,10 @@ impl Behavior {
 
     /// Parses rules from YAML text (`origin` names it in errors).
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self, BehaviorError> {
-        let behavior: Behavior =
-            serde_yaml::from_str(text).map_err(|e| BehaviorError::Parse {
-                origin: origin.to_owned(),
-                message: e.to_string(),
-            })?;
+        let behavior: Behavior = serde_yaml::from_str(text).map_err(|e| BehaviorError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
         behavior.validate(origin)?;
         Ok(behavior)
     }
@@ -417,12 +416,11 @@ impl Behavior {
                     message: format!("invalid JSON object: {e}"),
                 })?;
             if let Some(containers) = map.remove("containers") {
-                per_container = serde_json::from_value(containers).map_err(|e| {
-                    BehaviorError::Annotation {
+                per_container =
+                    serde_json::from_value(containers).map_err(|e| BehaviorError::Annotation {
                         annotation: ANNOTATION_BEHAVIOR,
                         message: format!("invalid `containers` map: {e}"),
-                    }
-                })?;
+                    })?;
             }
             let fields: ContainerBehavior = serde_json::from_value(serde_json::Value::Object(map))
                 .map_err(|e| BehaviorError::Annotation {
@@ -529,8 +527,8 @@ mod tests {
         let err = Behavior::from_yaml_str("rules:\n  - then: {runSecs: 1}\n", "t.yaml")
             .expect_err("unknown field");
         assert!(err.to_string().contains("runSecs"), "{err}");
-        let err = Behavior::from_yaml_str("default: {runSeconds: -1}\n", "t.yaml")
-            .expect_err("negative");
+        let err =
+            Behavior::from_yaml_str("default: {runSeconds: -1}\n", "t.yaml").expect_err("negative");
         assert!(err.to_string().contains("default.runSeconds"), "{err}");
     }
 
@@ -563,7 +561,10 @@ mod tests {
         assert_eq!(main.run, Some(Duration::from_millis(250)));
         assert_eq!(main.log_lines, 7);
         assert_eq!(plan.containers["side"].run, None);
-        assert_eq!(plan.containers["native"].run, None, "native sidecar runs on");
+        assert_eq!(
+            plan.containers["native"].run, None,
+            "native sidecar runs on"
+        );
     }
 
     #[test]

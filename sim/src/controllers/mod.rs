@@ -13,6 +13,15 @@
 //! [`Behavior`] rules (see [`behavior`]).
 
 pub mod behavior;
+mod cache;
+mod events;
+mod gc;
+mod job;
+mod kubelet;
+mod quantity;
+mod queue;
+mod scheduler;
+mod ttl;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -245,6 +254,37 @@ pub(crate) struct Context {
     pub(crate) config: ControllerConfig,
     pub(crate) gate: PauseGate,
     pub(crate) cancel: CancellationToken,
+    pub(crate) caches: cache::Caches,
+    pub(crate) recorder: events::Recorder,
+    /// Turns true once every watch has listed its kind.
+    pub(crate) ready: watch::Receiver<bool>,
+}
+
+/// Why one sync of one object failed (the object is retried with back-off).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ControllerError {
+    /// An API request failed.
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+    /// An object could not be encoded as JSON.
+    #[error("cannot encode object as JSON: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// True when the pod has finished (`Succeeded` or `Failed`).
+pub(crate) fn is_terminal(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// True when the pod has the condition with status `True`.
+pub(crate) fn pod_condition_true(pod: &k8s_openapi::api::core::v1::Pod, type_: &str) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
 }
 
 impl std::fmt::Debug for Context {
@@ -331,12 +371,17 @@ pub fn spawn(client: Client, logs: PodLogs, config: ControllerConfig) -> Control
     if mode == ControllerMode::Off {
         ready_tx.send_replace(true);
     } else {
+        let caches = cache::Caches::new();
+        let recorder = events::Recorder::new();
         let ctx = Arc::new(Context {
             client,
             logs,
             config,
             gate: PauseGate { rx: paused_rx },
             cancel: cancel.clone(),
+            caches,
+            recorder,
+            ready: ready.clone(),
         });
         tasks = start(ctx, ready_tx);
     }
@@ -351,10 +396,75 @@ pub fn spawn(client: Client, logs: PodLogs, config: ControllerConfig) -> Control
     }
 }
 
-/// Wires the controllers to the watches and starts every task (controllers arrive in the next
-/// change; until then the handle works and nothing runs).
+/// Wires the controllers to the watches and starts every task.
 fn start(ctx: Arc<Context>, ready: watch::Sender<bool>) -> Vec<JoinHandle<()>> {
-    let _ = ctx;
-    ready.send_replace(true);
-    Vec::new()
+    let full = ctx.config.mode == ControllerMode::Full;
+    let workers = ctx.config.effective_workers();
+    let mut tasks = Vec::new();
+
+    let jobs = job::JobController::new(ctx.clone());
+    let ttl = ttl::TtlController::new(ctx.clone());
+    let gc = gc::GarbageCollector::new(ctx.clone());
+    let scheduler = full.then(|| scheduler::Scheduler::new(ctx.clone()));
+    let kubelet = full.then(|| kubelet::Kubelets::new(ctx.clone()));
+
+    // Route every watch event to the controllers interested in it.
+    {
+        let (jobs, ttl, gc) = (jobs.clone(), ttl.clone(), gc.clone());
+        let kind = ctx.caches.jobs.kind.clone();
+        ctx.caches.jobs.subscribe(move |change| {
+            jobs.on_job(change);
+            ttl.on_job(change);
+            gc.on_change(change.meta_change(&kind));
+        });
+    }
+    {
+        let (jobs, gc) = (jobs.clone(), gc.clone());
+        let (scheduler, kubelet) = (scheduler.clone(), kubelet.clone());
+        let kind = ctx.caches.pods.kind.clone();
+        ctx.caches.pods.subscribe(move |change| {
+            jobs.on_pod(change);
+            gc.on_change(change.meta_change(&kind));
+            if let Some(s) = &scheduler {
+                s.on_pod(change);
+            }
+            if let Some(k) = &kubelet {
+                k.on_pod(change);
+            }
+        });
+    }
+    for dynamic in &ctx.caches.others {
+        let gc = gc.clone();
+        let kind = dynamic.kind.clone();
+        dynamic.subscribe(move |change| gc.on_change(change.meta_change(&kind)));
+    }
+
+    tasks.extend(ctx.recorder.run(ctx.clone()));
+    tasks.extend(ctx.caches.run(&ctx, ready));
+    tasks.extend(jobs.run(workers));
+    tasks.extend(ttl.run());
+    tasks.extend(gc.run(workers));
+    if let Some(s) = scheduler {
+        tasks.extend(s.run());
+    }
+    if let Some(k) = kubelet {
+        tasks.extend(k.run(workers));
+    }
+    tasks
+}
+
+/// A `chrono` time as a Kubernetes `Time`.
+pub(crate) fn to_time(
+    t: chrono::DateTime<chrono::Utc>,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    let ts = k8s_openapi::jiff::Timestamp::from_second(t.timestamp())
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts)
+}
+
+/// A Kubernetes `Time` as a `chrono` time.
+pub(crate) fn from_time(
+    t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.0.as_second(), 0).unwrap_or_default()
 }
