@@ -3,8 +3,8 @@
 //! In a component (`wasm32`), each call goes to the world's one import, `log`, and the host
 //! records the message with the adapter's name and the task id attached (it may drop messages
 //! beyond a per-call budget). Compiled natively — in unit tests and in the host's native
-//! benchmark baseline — messages are appended to a thread-local buffer instead, which tests read
-//! with [`take`]; nothing is printed.
+//! benchmark baseline — messages are appended to a thread-local buffer instead (the newest
+//! 10 000 are kept), which tests read with [`take`]; nothing is printed.
 
 /// Severity of a log message (the WIT `level` enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,30 +55,31 @@ pub fn error(message: &str) {
 /// messages go to the host).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn take() -> Vec<(Level, String)> {
-    imp::BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()))
+    imp::BUFFER.with(|b| b.borrow_mut().drain(..).collect())
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 mod imp {
     use std::cell::RefCell;
+    use std::collections::VecDeque;
 
     use super::Level;
 
-    /// Most messages kept per thread; older ones are dropped so that a long native benchmark
-    /// does not grow without bound.
-    const MAX_BUFFERED: usize = 10_000;
+    /// Most messages kept per thread; the oldest are dropped first, so that a long native
+    /// benchmark neither grows without bound nor slows down.
+    pub(super) const MAX_BUFFERED: usize = 10_000;
 
     thread_local! {
-        pub(super) static BUFFER: RefCell<Vec<(Level, String)>> = const { RefCell::new(Vec::new()) };
+        pub(super) static BUFFER: RefCell<VecDeque<(Level, String)>> = const { RefCell::new(VecDeque::new()) };
     }
 
     pub(super) fn log(level: Level, message: &str) {
         BUFFER.with(|b| {
             let mut b = b.borrow_mut();
             if b.len() >= MAX_BUFFERED {
-                b.remove(0);
+                b.pop_front();
             }
-            b.push((level, message.to_owned()));
+            b.push_back((level, message.to_owned()));
         });
     }
 }
@@ -117,5 +118,16 @@ mod tests {
             ]
         );
         assert!(take().is_empty());
+    }
+
+    #[test]
+    fn buffer_keeps_the_newest_messages() {
+        let _ = take();
+        for i in 0..imp::MAX_BUFFERED + 5 {
+            debug(&i.to_string());
+        }
+        let kept = take();
+        assert_eq!(kept.len(), imp::MAX_BUFFERED);
+        assert_eq!(kept[0].1, "5");
     }
 }
