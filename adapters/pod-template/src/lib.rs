@@ -202,5 +202,4 @@ fn decorate(
     );
 }
 
-#[cfg(target_arch = "wasm32")]
 taskpod_adapter_sdk::export_adapter!(PodTemplateAdapter);

@@ -63,8 +63,8 @@
 //! }
 //!
 //! // In the adapter's crate (`crate-type = ["cdylib", "rlib"]`), this makes it a component
-//! // when built with `cargo build --release --target wasm32-wasip2`:
-//! #[cfg(target_arch = "wasm32")]
+//! // when built with `cargo build --release --target wasm32-wasip2` (natively it only checks
+//! // that `Minimal` implements `Adapter`):
 //! taskpod_adapter_sdk::export_adapter!(Minimal);
 //! # fn main() {
 //! #     let ctx = Context {
@@ -102,18 +102,28 @@ pub use types::*;
 
 /// Exports a type implementing [`Adapter`] as the component's `pod-adapter` world.
 ///
-/// Use it once, at the top level of the adapter crate's `lib.rs`, for `wasm32` builds:
+/// Use it once, at the top level of the adapter crate's `lib.rs`:
 ///
-/// ```ignore
-/// #[cfg(target_arch = "wasm32")]
+/// ```
+/// # use taskpod_adapter_sdk::{Adapter, AdapterError, AdapterInfo, AdapterOutput, Context, Task};
+/// # pub struct MyAdapter;
+/// # impl Adapter for MyAdapter {
+/// #     fn info() -> AdapterInfo { AdapterInfo::default() }
+/// #     fn validate_config(_: &str) -> Result<(), AdapterError> { Ok(()) }
+/// #     fn adapt(_: &Task, _: &Context) -> Result<AdapterOutput, AdapterError> { Ok(AdapterOutput::default()) }
+/// # }
 /// taskpod_adapter_sdk::export_adapter!(MyAdapter);
+/// # fn main() {}
 /// ```
 ///
-/// It expands to a hidden type implementing the generated `Guest` trait by converting the
-/// binding records to the plain [`types`] and calling `<MyAdapter as Adapter>`, and to the
-/// canonical-ABI exports of `info`, `validate-config` and `adapt`. The crate needs
+/// Compiled for `wasm32`, it expands to a hidden type implementing the generated `Guest` trait by
+/// converting the binding records to the plain [`types`] and calling `<MyAdapter as Adapter>`,
+/// and to the canonical-ABI exports of `info`, `validate-config` and `adapt`. The crate needs
 /// `crate-type = ["cdylib", "rlib"]`; `cargo build --release --target wasm32-wasip2` then
 /// writes the component to `target/wasm32-wasip2/release/<crate_name>.wasm`.
+///
+/// Compiled natively (unit tests, the host's native baseline) it exports nothing and only checks
+/// that the type implements [`Adapter`], so the same `lib.rs` builds for both targets.
 #[cfg(target_arch = "wasm32")]
 #[macro_export]
 macro_rules! export_adapter {
@@ -150,6 +160,41 @@ macro_rules! export_adapter {
             $crate::__guest::bindings::__export_pod_adapter!(
                 __TaskpodAdapterExport with_types_in $crate::__guest::bindings
             );
+        };
+    };
+}
+
+/// Exports a type implementing [`Adapter`] as the component's `pod-adapter` world.
+///
+/// Use it once, at the top level of the adapter crate's `lib.rs`:
+///
+/// ```
+/// # use taskpod_adapter_sdk::{Adapter, AdapterError, AdapterInfo, AdapterOutput, Context, Task};
+/// # pub struct MyAdapter;
+/// # impl Adapter for MyAdapter {
+/// #     fn info() -> AdapterInfo { AdapterInfo::default() }
+/// #     fn validate_config(_: &str) -> Result<(), AdapterError> { Ok(()) }
+/// #     fn adapt(_: &Task, _: &Context) -> Result<AdapterOutput, AdapterError> { Ok(AdapterOutput::default()) }
+/// # }
+/// taskpod_adapter_sdk::export_adapter!(MyAdapter);
+/// # fn main() {}
+/// ```
+///
+/// Compiled for `wasm32`, it expands to a hidden type implementing the generated `Guest` trait by
+/// converting the binding records to the plain [`types`] and calling `<MyAdapter as Adapter>`,
+/// and to the canonical-ABI exports of `info`, `validate-config` and `adapt`. The crate needs
+/// `crate-type = ["cdylib", "rlib"]`; `cargo build --release --target wasm32-wasip2` then
+/// writes the component to `target/wasm32-wasip2/release/<crate_name>.wasm`.
+///
+/// Compiled natively (unit tests, the host's native baseline) it exports nothing and only checks
+/// that the type implements [`Adapter`], so the same `lib.rs` builds for both targets.
+#[cfg(not(target_arch = "wasm32"))]
+#[macro_export]
+macro_rules! export_adapter {
+    ($adapter:ty) => {
+        const _: () = {
+            fn __taskpod_assert_adapter<A: $crate::Adapter>() {}
+            let _ = __taskpod_assert_adapter::<$adapter>;
         };
     };
 }

@@ -138,5 +138,4 @@ impl Adapter for TeamLabels {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
 taskpod_adapter_sdk::export_adapter!(TeamLabels);

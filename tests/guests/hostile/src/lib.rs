@@ -488,7 +488,6 @@ fn probe() -> Vec<(String, String)> {
     ]
 }
 
-#[cfg(target_arch = "wasm32")]
 taskpod_adapter_sdk::export_adapter!(Hostile);
 
 #[cfg(test)]
