@@ -69,7 +69,7 @@ async fn submit_is_durable_idempotent_and_detects_conflicts() -> Result<()> {
     }
 
     // Validation errors name the field.
-    match store.submit(task("bad id")).await {
+    match store.submit(task("bad/id")).await {
         Err(StoreError::Invalid(e)) => assert_eq!(e.field, "id"),
         other => panic!("expected invalid id, got {other:?}"),
     }
@@ -476,5 +476,25 @@ async fn events_follow_commits_and_meta_persists() -> Result<()> {
     );
     assert_eq!(store.get_meta("absent").await?, None);
     store.check_integrity().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_parsed_druid_task_round_trips_to_the_adapter_record() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir);
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/druid/tasks/index-parallel.json"),
+    )?;
+    let parsed = taskpod::task::SubmittedTask::parse(&text)?;
+    let stored = store.submit(NewTask::from_submitted(&parsed)).await?;
+    assert!(stored.created);
+    assert_eq!(stored.task.to_sdk(), parsed.to_sdk());
+    let reread = store.get(&parsed.id).await?.expect("stored");
+    assert_eq!(reread.to_sdk(), parsed.to_sdk());
+    // Resubmitting the same document is idempotent.
+    let again = store.submit(NewTask::from_submitted(&parsed)).await?;
+    assert!(!again.created);
     Ok(())
 }

@@ -380,6 +380,25 @@ impl NewTask {
         self.datasource = Some(datasource.into());
         self
     }
+
+    /// The store's form of a task document parsed by [`crate::task::SubmittedTask::parse`].
+    pub fn from_submitted(task: &crate::task::SubmittedTask) -> NewTask {
+        NewTask {
+            id: task.id.clone(),
+            kind: task.kind.clone(),
+            tenant: task.tenant.clone(),
+            group_id: task.group_id.clone(),
+            datasource: task.datasource.clone(),
+            payload: task.payload.clone(),
+            labels: task
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            tags: task.tags.clone(),
+            priority: task.priority,
+        }
+    }
 }
 
 /// A task as the store keeps it.
@@ -436,6 +455,22 @@ pub struct TaskRecord {
     pub log_bytes: u64,
     /// True once the log reached the per-task cap and later output was dropped.
     pub log_truncated: bool,
+}
+
+impl TaskRecord {
+    /// The record an adapter receives for this task.
+    pub fn to_sdk(&self) -> taskpod_adapter_sdk::Task {
+        taskpod_adapter_sdk::Task {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            tenant: self.tenant.clone(),
+            group_id: self.group_id.clone(),
+            datasource: self.datasource.clone(),
+            payload: self.payload.clone(),
+            labels: self.labels.clone(),
+            tags: self.tags.clone(),
+        }
+    }
 }
 
 /// The result of [`super::Store::submit`].

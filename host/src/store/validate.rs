@@ -30,7 +30,7 @@ impl Default for InputLimits {
 }
 
 /// Longest task id.
-pub const MAX_ID_LEN: usize = 255;
+pub const MAX_ID_LEN: usize = 1024;
 /// Longest task type.
 pub const MAX_TYPE_LEN: usize = 128;
 /// Longest tenant name (a Kubernetes label value).
@@ -39,7 +39,6 @@ const MAX_NAME_LEN: usize = 255;
 const MAX_KEY_LEN: usize = 253;
 const MAX_LABEL_VALUE_LEN: usize = 1024;
 const MAX_TAG_VALUE_LEN: usize = 64 * 1024;
-const ID_PUNCTUATION: &str = "-_.:+=@,~";
 
 /// A validated task with its digests, ready to store.
 #[derive(Debug, Clone)]
@@ -79,6 +78,8 @@ pub(crate) fn check(task: NewTask, limits: &InputLimits) -> Result<Checked, Vali
     })
 }
 
+/// Druid's rules for ids (`IdUtils.validateId`): not empty, no '/', not starting with '.', no
+/// whitespace other than a plain space, no control characters; plus a length limit.
 fn check_id(id: &str) -> Result<(), ValidationError> {
     if id.is_empty() {
         return Err(ValidationError::new("id", "must not be empty"));
@@ -95,15 +96,21 @@ fn check_id(id: &str) -> Result<(), ValidationError> {
     if id.starts_with('.') {
         return Err(ValidationError::new("id", "must not start with '.'"));
     }
+    if id.trim() != id {
+        return Err(ValidationError::new(
+            "id",
+            "must not start or end with whitespace",
+        ));
+    }
     if let Some((pos, c)) = id
         .char_indices()
-        .find(|(_, c)| !(c.is_ascii_alphanumeric() || ID_PUNCTUATION.contains(*c)))
+        .find(|(_, c)| *c == '/' || c.is_control() || (c.is_whitespace() && *c != ' '))
     {
         return Err(ValidationError::new(
             "id",
             format!(
-                "character {c:?} at byte {pos} is not allowed; use ASCII letters, digits and \
-                 \"{ID_PUNCTUATION}\""
+                "character {c:?} at byte {pos} is not allowed (no '/', control characters or \
+                 whitespace other than a space, as in Druid)"
             ),
         ));
     }
@@ -280,7 +287,18 @@ mod tests {
 
     #[test]
     fn accepts_druid_style_ids() {
-        assert!(check(ok_task(), &InputLimits::default()).is_ok());
+        for id in [
+            "index_parallel_wiki_2024-01-01T00:00:00.000Z",
+            "compact_my datasource_abcdefgh_2024-01-01T00:00:00.000Z",
+            "index_kafka_wikipédia_0a1b2c3d",
+            "query-7f3c+shard:1",
+        ] {
+            let task = NewTask {
+                id: id.to_string(),
+                ..ok_task()
+            };
+            assert!(check(task, &InputLimits::default()).is_ok(), "{id}");
+        }
     }
 
     #[test]
@@ -303,7 +321,21 @@ mod tests {
             ),
             (
                 NewTask {
-                    id: "x".repeat(256),
+                    id: "tab\there".into(),
+                    ..ok_task()
+                },
+                "id",
+            ),
+            (
+                NewTask {
+                    id: " padded".into(),
+                    ..ok_task()
+                },
+                "id",
+            ),
+            (
+                NewTask {
+                    id: "x".repeat(1025),
                     ..ok_task()
                 },
                 "id",
