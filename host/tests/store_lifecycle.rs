@@ -498,3 +498,42 @@ async fn a_parsed_druid_task_round_trips_to_the_adapter_record() -> Result<()> {
     assert!(!again.created);
     Ok(())
 }
+
+#[tokio::test]
+async fn purge_removes_only_old_finished_tasks_with_their_history_and_logs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir);
+    for i in 0..5 {
+        let id = format!("p{i}");
+        store.submit(task(&id)).await?;
+        store.append_log(&id, b"output\n".to_vec()).await?;
+    }
+    for i in 0..3 {
+        store
+            .transition(
+                Transition::new(format!("p{i}"), TaskState::Pending, TaskState::Canceled)
+                    .reason(ReasonCode::CanceledByUser, ""),
+            )
+            .await?;
+    }
+    // Nothing finished before a time in the past.
+    assert_eq!(store.purge_finished(0, 100).await?, 0);
+    let later = i64::MAX;
+    assert_eq!(
+        store.purge_finished(later, 2).await?,
+        2,
+        "bounded by the limit"
+    );
+    assert_eq!(store.purge_finished(later, 100).await?, 1);
+    assert_eq!(store.purge_finished(later, 100).await?, 0);
+    for i in 0..3 {
+        let id = format!("p{i}");
+        assert_eq!(store.get(&id).await?, None);
+        assert!(store.history(&id).await?.is_empty());
+    }
+    // Unfinished tasks and their logs stay.
+    assert_eq!(store.non_terminal().await?.len(), 2);
+    assert_eq!(store.read_log("p4", 0, 100).await?.data, b"output\n");
+    store.check_integrity().await?;
+    Ok(())
+}

@@ -283,6 +283,18 @@ impl Store {
             .await
     }
 
+    /// Deletes up to `limit` tasks that reached a terminal state before `finished_before_ms`
+    /// (Unix milliseconds), with their history and logs; returns how many. Call it repeatedly
+    /// from a retention loop until it returns less than `limit`.
+    pub async fn purge_finished(&self, finished_before_ms: i64, limit: usize) -> Result<usize> {
+        self.request(|reply| Command::Purge {
+            finished_before_ms,
+            limit,
+            reply,
+        })
+        .await
+    }
+
     /// Waits for the writer to finish the commands already sent, then stops it. Later writes
     /// fail with [`StoreError::Closed`]; reads keep working.
     pub async fn close(&self) {

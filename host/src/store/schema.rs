@@ -93,6 +93,13 @@ CREATE TABLE host_meta (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        description: "index of finished tasks for retention",
+        sql: r#"
+CREATE INDEX tasks_finished_at ON tasks (finished_at) WHERE finished_at IS NOT NULL;
+"#,
+    },
 ];
 
 /// The schema version this build writes.

@@ -45,6 +45,11 @@ pub(crate) enum Command {
         value: String,
         reply: oneshot::Sender<Result<()>>,
     },
+    Purge {
+        finished_before_ms: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<usize>>,
+    },
     Close {
         reply: oneshot::Sender<()>,
     },
@@ -64,6 +69,7 @@ enum Done {
     Transition(oneshot::Sender<Result<TaskRecord>>, Result<TaskRecord>),
     Log(oneshot::Sender<Result<LogAppend>>, Result<LogAppend>),
     Meta(oneshot::Sender<Result<()>>, Result<()>),
+    Purge(oneshot::Sender<Result<usize>>, Result<usize>),
 }
 
 impl Done {
@@ -74,6 +80,7 @@ impl Done {
             Done::Transition(_, r @ Ok(_)) => *r = Err(err.clone()),
             Done::Log(_, r @ Ok(_)) => *r = Err(err.clone()),
             Done::Meta(_, r @ Ok(_)) => *r = Err(err.clone()),
+            Done::Purge(_, r @ Ok(_)) => *r = Err(err.clone()),
             _ => {}
         }
     }
@@ -85,6 +92,7 @@ impl Done {
             Done::Transition(tx, r) => drop(tx.send(r)),
             Done::Log(tx, r) => drop(tx.send(r)),
             Done::Meta(tx, r) => drop(tx.send(r)),
+            Done::Purge(tx, r) => drop(tx.send(r)),
         }
     }
 }
@@ -154,6 +162,7 @@ impl Writer {
                     Command::SetMeta { reply, .. } => {
                         done.push(Done::Meta(reply, Err(err.clone())))
                     }
+                    Command::Purge { reply, .. } => done.push(Done::Purge(reply, Err(err.clone()))),
                     Command::Close { reply } => close = Some(reply),
                 }
                 continue;
@@ -174,6 +183,15 @@ impl Writer {
                 Command::SetMeta { key, value, reply } => {
                     let r = self.in_savepoint(&mut events, |w, _| w.set_meta(&key, &value, now));
                     done.push(Done::Meta(reply, r));
+                }
+                Command::Purge {
+                    finished_before_ms,
+                    limit,
+                    reply,
+                } => {
+                    let r =
+                        self.in_savepoint(&mut events, |w, _| w.purge(finished_before_ms, limit));
+                    done.push(Done::Purge(reply, r));
                 }
                 Command::Close { reply } => close = Some(reply),
             }
@@ -525,6 +543,18 @@ impl Writer {
             end_offset,
             truncated,
         })
+    }
+
+    fn purge(&mut self, finished_before_ms: i64, limit: usize) -> Result<usize> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks \
+                 WHERE finished_at IS NOT NULL AND finished_at < ?1 \
+                 AND state IN ('succeeded', 'failed', 'canceled') \
+                 ORDER BY finished_at LIMIT ?2)",
+            )
+            .and_then(|mut stmt| stmt.execute(params![finished_before_ms, limit as i64]))
+            .map_err(|e| StoreError::db("deleting finished tasks", e))
     }
 
     fn set_meta(&mut self, key: &str, value: &str, now: i64) -> Result<()> {
