@@ -102,7 +102,9 @@ pub enum SimError {
         source: kube::Error,
     },
     /// The kubeconfig file could not be written.
-    #[error("cannot write the kubeconfig {path}: {source} (check that the directory exists and is writable)")]
+    #[error(
+        "cannot write the kubeconfig {path}: {source} (check that the directory exists and is writable)"
+    )]
     Kubeconfig {
         /// The file.
         path: PathBuf,
@@ -137,13 +139,12 @@ impl std::fmt::Debug for Sim {
 impl Sim {
     /// Starts a simulated cluster on `127.0.0.1` with a free port.
     pub async fn start(opts: SimOptions) -> Result<Sim, SimError> {
-        let listener =
-            TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|source| SimError::Bind {
-                    addr: "127.0.0.1:0".to_owned(),
-                    source,
-                })?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: "127.0.0.1:0".to_owned(),
+                source,
+            })?;
         Self::start_on(listener, opts).await
     }
 

@@ -86,8 +86,14 @@ pub fn apply(kind: PatchType, target: &Value, patch: &Value) -> Result<Value, Pa
 /// k8s.io/api), or `None` for lists that are replaced.
 fn merge_key(parent: &str, field: &str) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
-        | "imagePullSecrets" | "hostAliases" | "readinessGates" => match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "hostAliases"
+        | "readinessGates" => match field {
             "hostAliases" => Some("ip"),
             "readinessGates" => Some("conditionType"),
             _ => Some("name"),

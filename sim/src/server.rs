@@ -144,16 +144,20 @@ fn resource_list(group: &str, version: &str) -> Value {
         }
         list.push(main);
         if rt.has_status {
-            list.push(json!({"name": format!("{}/status", rt.plural), "singularName": "",
-                "namespaced": rt.namespaced, "kind": rt.kind, "verbs": ["get", "patch", "update"]}));
+            list.push(
+                json!({"name": format!("{}/status", rt.plural), "singularName": "",
+                "namespaced": rt.namespaced, "kind": rt.kind, "verbs": ["get", "patch", "update"]}),
+            );
         }
         for sub in resources::extra_subresources(rt) {
             let (kind, verbs) = match *sub {
                 "log" => ("Pod", json!(["get"])),
                 _ => ("Binding", json!(["create"])),
             };
-            list.push(json!({"name": format!("{}/{sub}", rt.plural), "singularName": "",
-                "namespaced": rt.namespaced, "kind": kind, "verbs": verbs}));
+            list.push(
+                json!({"name": format!("{}/{sub}", rt.plural), "singularName": "",
+                "namespaced": rt.namespaced, "kind": kind, "verbs": verbs}),
+            );
         }
     }
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list})
@@ -482,9 +486,7 @@ fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     let base = ct.split(';').next().unwrap_or("").trim();
     let v: Value = match base {
         "application/json" | "" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "couldn't get version/kind; json parse error: {e}"
-            ))
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?,
         "application/yaml" => serde_yaml::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; yaml parse error: {e}"))
@@ -700,16 +702,8 @@ fn create(
         }
     }
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
-    if rt.namespaced
-        && app
-            .store
-            .get(resources::NAMESPACES, "", &ns)
-            .is_none()
-    {
-        return Err(ApiError::not_found(
-            &RESOURCES[resources::NAMESPACES],
-            &ns,
-        ));
+    if rt.namespaced && app.store.get(resources::NAMESPACES, "", &ns).is_none() {
+        return Err(ApiError::not_found(&RESOURCES[resources::NAMESPACES], &ns));
     }
     let uid = obj["metadata"]["uid"].as_str().unwrap_or("").to_owned();
     let mut errs: Vec<FieldError> = Vec::new();
@@ -968,9 +962,9 @@ fn update(
             Change::Keep => Ok((cur, warnings, false)),
         };
     }
-    let (stored, event) = app
-        .store
-        .update(t.rt_id, t.ns(), name, |cur| prepare_update(t, cur, obj, true))?;
+    let (stored, event) = app.store.update(t.rt_id, t.ns(), name, |cur| {
+        prepare_update(t, cur, obj, true)
+    })?;
     after_write(app, t, &stored, event);
     Ok((stored, warnings, false))
 }
@@ -1371,7 +1365,8 @@ fn list_body(
         rt.api_version(),
         meta
     );
-    let mut out = Vec::with_capacity(head.len() + items.iter().map(|i| i.bytes.len() + 1).sum::<usize>() + 2);
+    let mut out =
+        Vec::with_capacity(head.len() + items.iter().map(|i| i.bytes.len() + 1).sum::<usize>() + 2);
     out.extend_from_slice(head.as_bytes());
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -1442,11 +1437,14 @@ fn list(app: &Arc<App>, t: &Target, q: &Query, accept: &str) -> Result<Response,
                 remaining: None,
             }
         }
-        _ => app
-            .store
-            .list(t.rt_id, t.ns.as_deref(), after.as_ref(), limit, !selective, |s| {
-                labels.matches(s.labels()) && fields.matches(&s.value)
-            }),
+        _ => app.store.list(
+            t.rt_id,
+            t.ns.as_deref(),
+            after.as_ref(),
+            limit,
+            !selective,
+            |s| labels.matches(s.labels()) && fields.matches(&s.value),
+        ),
     };
     let cont = page.next.as_ref().map(|k| encode_continue(page.rv, k));
     if table::wants_table(accept) {
@@ -1611,9 +1609,8 @@ fn watch(app: &Arc<App>, t: &Target, q: &Query, accept: &str) -> Result<Response
         loop {
             match store.since(pos) {
                 Since::Expired { oldest } => {
-                    let err = ApiError::expired(format!(
-                        "too old resource version: {pos} ({oldest})"
-                    ));
+                    let err =
+                        ApiError::expired(format!("too old resource version: {pos} ({oldest})"));
                     let _ = tx.send(error_event(&err)).await;
                     return;
                 }
@@ -1729,9 +1726,10 @@ async fn pod_log(app: &Arc<App>, t: &Target, q: &Query) -> Result<Response, ApiE
         }
     };
     let tail = match q.get("tailLines") {
-        Some(n) => Some(n.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(format!("tailLines: not an integer: {n:?}"))
-        })?),
+        Some(n) => Some(
+            n.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("tailLines: not an integer: {n:?}")))?,
+        ),
         None => None,
     };
     let tail = tail.map(|n| n.max(0) as usize);
@@ -1775,10 +1773,8 @@ async fn pod_log(app: &Arc<App>, t: &Target, q: &Query) -> Result<Response, ApiE
 
 fn text_response(body: Body) -> Response {
     let mut r = Response::new(body);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     r
 }
 

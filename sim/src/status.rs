@@ -283,8 +283,14 @@ impl ApiError {
             .map(|e| json!({"reason": e.reason(), "message": e.body(), "field": e.field}))
             .collect();
         Self {
-            details: Some(json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes})),
-            ..Self::new(422, "Invalid", format!("{kind} {name:?} is invalid: {joined}"))
+            details: Some(
+                json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes}),
+            ),
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("{kind} {name:?} is invalid: {joined}"),
+            )
         }
     }
 
@@ -339,7 +345,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            ),
         )
     }
 

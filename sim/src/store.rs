@@ -461,6 +461,11 @@ mod tests {
         let p2 = store.list(cms, Some("default"), p1.next.as_ref(), 2, true, |_| true);
         assert_eq!(p2.items.len(), 1);
         assert!(p2.next.is_none());
-        assert!(store.list(cms, Some("other"), None, 0, false, |_| true).items.is_empty());
+        assert!(
+            store
+                .list(cms, Some("other"), None, 0, false, |_| true)
+                .items
+                .is_empty()
+        );
     }
 }

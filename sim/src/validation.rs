@@ -426,7 +426,10 @@ fn default_job_fields(spec: &mut Value) {
         spec["parallelism"] = json!(1);
     }
     set_default(spec, "parallelism", json!(1));
-    if spec.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null()) {
+    if spec
+        .get("backoffLimitPerIndex")
+        .is_some_and(|v| !v.is_null())
+    {
         set_default(spec, "backoffLimit", json!(i32::MAX));
     } else {
         set_default(spec, "backoffLimit", json!(6));
@@ -530,7 +533,10 @@ pub fn validate(rt_id: usize, obj: &Value, old: Option<&Value>) -> Vec<FieldErro
         ("", "services") => validate_service(&obj["spec"], &mut errs),
         ("", "configmaps") => validate_config_map(obj, &mut errs),
         ("coordination.k8s.io", "leases") => {
-            if let Some(d) = obj.pointer("/spec/leaseDurationSeconds").and_then(Value::as_i64) {
+            if let Some(d) = obj
+                .pointer("/spec/leaseDurationSeconds")
+                .and_then(Value::as_i64)
+            {
                 if d <= 0 {
                     errs.push(FieldError::invalid_raw(
                         "spec.leaseDurationSeconds",
@@ -542,7 +548,10 @@ pub fn validate(rt_id: usize, obj: &Value, old: Option<&Value>) -> Vec<FieldErro
         }
         ("", "events") => {
             let ns = obj["metadata"]["namespace"].as_str().unwrap_or("");
-            if let Some(ins) = obj.pointer("/involvedObject/namespace").and_then(Value::as_str) {
+            if let Some(ins) = obj
+                .pointer("/involvedObject/namespace")
+                .and_then(Value::as_str)
+            {
                 if !ins.is_empty() && ins != ns {
                     errs.push(FieldError::invalid(
                         "involvedObject.namespace",
@@ -806,7 +815,10 @@ fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
             )),
             _ => {}
         }
-    } else if spec.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null()) {
+    } else if spec
+        .get("backoffLimitPerIndex")
+        .is_some_and(|v| !v.is_null())
+    {
         errs.push(FieldError::forbidden(
             "spec.backoffLimitPerIndex",
             "requires indexed completion mode",
@@ -819,9 +831,9 @@ fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
         Some(sel) => {
             if manual || old.is_some() {
                 if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
-                    let ok = ml.iter().all(|(k, v)| {
-                        template_labels.and_then(|l| l.get(k)) == Some(v)
-                    });
+                    let ok = ml
+                        .iter()
+                        .all(|(k, v)| template_labels.and_then(|l| l.get(k)) == Some(v));
                     if !ok {
                         errs.push(FieldError::invalid_raw(
                             "spec.template.metadata.labels",
@@ -848,7 +860,13 @@ fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     if let Some(old) = old {
         let old_spec = &old["spec"];
         immutable(old_spec, spec, "/selector", "spec.selector", errs);
-        immutable(old_spec, spec, "/completionMode", "spec.completionMode", errs);
+        immutable(
+            old_spec,
+            spec,
+            "/completionMode",
+            "spec.completionMode",
+            errs,
+        );
         let suspended = old_spec.get("suspend").and_then(Value::as_bool) == Some(true);
         if !suspended {
             immutable(old_spec, spec, "/template", "spec.template", errs);
@@ -884,7 +902,9 @@ pub fn job_selector_on_create(obj: &mut Value, uid: &str) -> Option<FieldError> 
 fn validate_deployment(obj: &Value, errs: &mut Errors) {
     let spec = &obj["spec"];
     non_negative(spec, "replicas", errs);
-    let sel = spec.pointer("/selector/matchLabels").and_then(Value::as_object);
+    let sel = spec
+        .pointer("/selector/matchLabels")
+        .and_then(Value::as_object);
     let labels = spec.pointer("/template/metadata/labels");
     match sel {
         None => errs.push(FieldError::required("spec.selector", "")),
