@@ -13,6 +13,7 @@
 
 pub mod bench;
 mod error;
+mod follow;
 mod model;
 mod rows;
 pub mod schema;
@@ -28,6 +29,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{broadcast, oneshot};
 
 pub use error::{Result, StoreError, ValidationError};
+pub use follow::LogFollower;
 pub use model::{
     AdapterRef, Counts, Cursor, HistoryEntry, ListQuery, LogAppend, LogSlice, NewTask, Order, Page,
     Pairs, Reason, ReasonCode, StoreEvent, Submitted, TaskRecord, TaskState, Transition,
