@@ -886,21 +886,20 @@ fn prepare_update(
         .get("finalizers")
         .and_then(Value::as_array)
         .is_none_or(Vec::is_empty);
-    if being_deleted && no_finalizers && !graceful_pending(t.rt_id, &obj) {
+    if being_deleted && no_finalizers && !graceful_pending(&obj) {
         return Ok(Change::Remove(obj));
     }
     Ok(Change::Put(obj))
 }
 
-/// A pod whose graceful deletion is still waiting for its kubelet (deletion with a grace period
-/// on a bound, non-terminal pod).
-fn graceful_pending(rt_id: usize, obj: &Value) -> bool {
-    rt_id == resources::PODS
-        && obj["metadata"]["deletionGracePeriodSeconds"]
-            .as_i64()
-            .unwrap_or(0)
-            > 0
-        && !pod_terminal_or_unbound(obj)
+/// An object being deleted with a grace period still running (a bound pod waiting for its
+/// kubelet): kube-apiserver removes an object during an update only when it has no finalizers
+/// *and* a zero grace period (registry/generic/registry/store.go `ShouldDeleteDuringUpdate`).
+fn graceful_pending(obj: &Value) -> bool {
+    obj["metadata"]["deletionGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(0)
+        > 0
 }
 
 fn pod_terminal_or_unbound(obj: &Value) -> bool {
