@@ -410,12 +410,14 @@ fn huge_output(task: &Task, ctx: &Context, size: u64) -> Result<AdapterOutput, A
         .ok_or_else(|| internal("padding annotation missing from the serialised Job"))?
         + marker.len()
         - 1;
-    let mut out = String::with_capacity(base.len() + pad);
-    out.push_str(&base[..at]);
-    out.extend(std::iter::repeat_n('x', pad));
-    out.push_str(&base[at..]);
+    let mut bytes = Vec::with_capacity(base.len() + pad);
+    bytes.extend_from_slice(&base.as_bytes()[..at]);
+    bytes.resize(at + pad, b'x');
+    bytes.extend_from_slice(&base.as_bytes()[at..]);
+    let job =
+        String::from_utf8(bytes).map_err(|e| internal(format!("padding broke UTF-8: {e}")))?;
     Ok(AdapterOutput {
-        job: black_box(out),
+        job: black_box(job),
         companions: Vec::new(),
     })
 }
