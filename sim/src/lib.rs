@@ -12,6 +12,7 @@
 //! Start one in-process with [`Sim::start`], or standalone with [`serve_standalone`] (what
 //! `taskpod sim` runs).
 
+pub mod bench;
 pub mod controllers;
 pub mod counters;
 pub mod faults;

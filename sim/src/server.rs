@@ -31,7 +31,7 @@ use crate::patch::{self, PatchType};
 use crate::resources::{self, RESOURCES, ResourceType};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, FieldError};
-use crate::store::{Change, EventType, Since, Store, Stored};
+use crate::store::{Change, EventType, ListQuery, Since, Store, Stored};
 use crate::table;
 use crate::validation::{self, Ctx};
 
@@ -1319,11 +1319,14 @@ fn delete_collection(
     let labels = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))?;
     let fields = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str), rt)?;
     let opts = delete_options(q, body)?;
-    let page = app
-        .store
-        .list(t.rt_id, t.ns.as_deref(), None, 0, false, |s| {
-            labels.matches(s.labels()) && fields.matches(&s.value)
-        });
+    let lq = ListQuery {
+        ns: t.ns.as_deref(),
+        label: labels.equalities().next(),
+        ..Default::default()
+    };
+    let page = app.store.list(t.rt_id, &lq, |s| {
+        labels.matches(s.labels()) && fields.matches(&s.value)
+    });
     let mut items = Vec::new();
     for s in page.items {
         let target = Target {
@@ -1436,14 +1439,18 @@ fn list(app: &Arc<App>, t: &Target, q: &Query, accept: &str) -> Result<Response,
                 remaining: None,
             }
         }
-        _ => app.store.list(
-            t.rt_id,
-            t.ns.as_deref(),
-            after.as_ref(),
-            limit,
-            !selective,
-            |s| labels.matches(s.labels()) && fields.matches(&s.value),
-        ),
+        _ => {
+            let lq = ListQuery {
+                ns: t.ns.as_deref(),
+                after: after.as_ref(),
+                limit,
+                count_remaining: !selective,
+                label: labels.equalities().next(),
+            };
+            app.store.list(t.rt_id, &lq, |s| {
+                labels.matches(s.labels()) && fields.matches(&s.value)
+            })
+        }
     };
     let cont = page.next.as_ref().map(|k| encode_continue(page.rv, k));
     if table::wants_table(accept) {

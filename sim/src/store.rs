@@ -9,7 +9,7 @@
 //! re-serialise. Listing walks the ordered map of one resource (and one namespace, by range), never
 //! the whole store.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -93,17 +93,57 @@ pub struct Event {
 
 type Key = (String, String);
 
+/// Label index of one resource: `(key, value)` → object keys carrying that label.
+type LabelIndex = HashMap<(String, String), BTreeSet<Key>>;
+
 #[derive(Debug)]
 struct Inner {
     rv: u64,
     objects: Vec<BTreeMap<Key, Arc<Stored>>>,
+    labels: Vec<LabelIndex>,
     ring: VecDeque<Arc<Event>>,
     window: usize,
     /// Revisions at or below this were compacted away (also when the ring is empty).
     compacted: u64,
 }
 
+fn label_pairs(v: &Value) -> Vec<(String, String)> {
+    v["metadata"]
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Inner {
+    fn index(&mut self, res: usize, key: &Key, old: Option<&Value>, new: Option<&Value>) {
+        let old_pairs = old.map(label_pairs).unwrap_or_default();
+        let new_pairs = new.map(label_pairs).unwrap_or_default();
+        if old_pairs == new_pairs {
+            return;
+        }
+        let index = &mut self.labels[res];
+        for pair in &old_pairs {
+            if !new_pairs.contains(pair) {
+                if let Some(set) = index.get_mut(pair) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        index.remove(pair);
+                    }
+                }
+            }
+        }
+        for pair in new_pairs {
+            if !old_pairs.contains(&pair) {
+                index.entry(pair).or_default().insert(key.clone());
+            }
+        }
+    }
+
     fn push(&mut self, event: Event) {
         if self.ring.len() >= self.window {
             if let Some(e) = self.ring.pop_front() {
@@ -126,6 +166,24 @@ pub struct ListPage {
     pub next: Option<(String, String)>,
     /// Number of matching objects after this page, when counted.
     pub remaining: Option<u64>,
+}
+
+/// What a list reads: namespace (all when `None`), the key to start after, at most `limit`
+/// objects (0 = no limit), whether to count what remains, and an equality requirement of the
+/// request's label selector: with it only objects carrying that label are visited, through the
+/// label index, instead of every object of the resource.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListQuery<'a> {
+    /// Namespace, or every namespace.
+    pub ns: Option<&'a str>,
+    /// Start after this (namespace, name) key.
+    pub after: Option<&'a (String, String)>,
+    /// Page size, 0 = unlimited.
+    pub limit: usize,
+    /// Count matching objects after the page.
+    pub count_remaining: bool,
+    /// A `key=value` label every result carries.
+    pub label: Option<(&'a str, &'a str)>,
 }
 
 /// What watches read when they resume: the events after a revision, or the revision that is too
@@ -168,6 +226,7 @@ impl Store {
             inner: Mutex::new(Inner {
                 rv: 0,
                 objects: RESOURCES.iter().map(|_| BTreeMap::new()).collect(),
+                labels: RESOURCES.iter().map(|_| HashMap::new()).collect(),
                 ring: VecDeque::new(),
                 window: window.max(1),
                 compacted: 0,
@@ -203,18 +262,21 @@ impl Store {
         self.lock().objects[res].len()
     }
 
-    /// Lists objects of `res` in `ns` (all namespaces when `None`) that pass `filter`, starting
-    /// after `after`, at most `limit` (0 = no limit).
+    /// Lists objects of `res` that pass `filter`, as `q` says (see [`ListQuery`]).
     pub fn list(
         &self,
         res: usize,
-        ns: Option<&str>,
-        after: Option<&(String, String)>,
-        limit: usize,
-        count_remaining: bool,
+        q: &ListQuery<'_>,
         filter: impl Fn(&Stored) -> bool,
     ) -> ListPage {
         use std::ops::Bound;
+        let ListQuery {
+            ns,
+            after,
+            limit,
+            count_remaining,
+            label,
+        } = *q;
         let inner = self.lock();
         let map = &inner.objects[res];
         let lower = match (after, ns) {
@@ -222,12 +284,25 @@ impl Store {
             (None, Some(ns)) => Bound::Included((ns.to_owned(), String::new())),
             (None, None) => Bound::Unbounded,
         };
+        let in_ns = |k: &Key| ns.is_none_or(|ns| k.0 == ns);
+        let candidates: Box<dyn Iterator<Item = (&Key, &Arc<Stored>)>> = match label {
+            Some((k, v)) => match inner.labels[res].get(&(k.to_owned(), v.to_owned())) {
+                Some(set) => Box::new(
+                    set.range((lower, Bound::Unbounded))
+                        .take_while(move |k| in_ns(k))
+                        .filter_map(move |k| map.get_key_value(k)),
+                ),
+                None => Box::new(std::iter::empty()),
+            },
+            None => Box::new(
+                map.range((lower, Bound::Unbounded))
+                    .take_while(move |(k, _)| in_ns(k)),
+            ),
+        };
         let mut items = Vec::new();
         let mut next = None;
         let mut remaining = None;
-        let mut iter = map
-            .range((lower, Bound::Unbounded))
-            .take_while(|((n, _), _)| ns.is_none_or(|ns| n == ns));
+        let mut iter = candidates;
         for (k, v) in iter.by_ref() {
             if !filter(v) {
                 continue;
@@ -257,7 +332,14 @@ impl Store {
     /// Lists every object of `res` in `ns` (all namespaces when `None`) and returns them with the
     /// revision, under one lock, for a watch that starts with synthetic ADDED events.
     pub fn snapshot(&self, res: usize, ns: Option<&str>) -> (Vec<Arc<Stored>>, u64) {
-        let page = self.list(res, ns, None, 0, false, |_| true);
+        let page = self.list(
+            res,
+            &ListQuery {
+                ns,
+                ..Default::default()
+            },
+            |_| true,
+        );
         (page.items, page.rv)
     }
 
@@ -313,6 +395,7 @@ impl Store {
         }
         let rv = self.bump(&mut inner);
         let stored = Stored::new(value, rv);
+        inner.index(res, &key, None, Some(&stored.value));
         inner.objects[res].insert(key, stored.clone());
         inner.push(Event {
             rv,
@@ -347,6 +430,7 @@ impl Store {
             Change::Put(value) => {
                 let rv = self.bump(&mut inner);
                 let stored = Stored::new(value, rv);
+                inner.index(res, &key, Some(&current.value), Some(&stored.value));
                 inner.objects[res].insert(key, stored.clone());
                 inner.push(Event {
                     rv,
@@ -362,6 +446,7 @@ impl Store {
             Change::Remove(value) => {
                 let rv = self.bump(&mut inner);
                 let stored = Stored::new(value, rv);
+                inner.index(res, &key, Some(&current.value), None);
                 inner.objects[res].remove(&key);
                 inner.push(Event {
                     rv,
@@ -394,6 +479,7 @@ impl Store {
                 .collect();
             for key in keys {
                 if let Some(current) = inner.objects[res].remove(&key) {
+                    inner.index(res, &key, Some(&current.value), None);
                     if res == resources::PODS {
                         pods.push(key.1.clone());
                     }
@@ -455,15 +541,35 @@ mod tests {
         for n in ["a", "b", "c"] {
             store.create(cms, cm(n)).expect("created");
         }
-        let p1 = store.list(cms, Some("default"), None, 2, true, |_| true);
+        let q = ListQuery {
+            ns: Some("default"),
+            limit: 2,
+            count_remaining: true,
+            ..Default::default()
+        };
+        let p1 = store.list(cms, &q, |_| true);
         assert_eq!(p1.items.len(), 2);
         assert_eq!(p1.remaining, Some(1));
-        let p2 = store.list(cms, Some("default"), p1.next.as_ref(), 2, true, |_| true);
+        let p2 = store.list(
+            cms,
+            &ListQuery {
+                after: p1.next.as_ref(),
+                ..q
+            },
+            |_| true,
+        );
         assert_eq!(p2.items.len(), 1);
         assert!(p2.next.is_none());
         assert!(
             store
-                .list(cms, Some("other"), None, 0, false, |_| true)
+                .list(
+                    cms,
+                    &ListQuery {
+                        ns: Some("other"),
+                        ..Default::default()
+                    },
+                    |_| true
+                )
                 .items
                 .is_empty()
         );
