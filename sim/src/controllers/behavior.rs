@@ -568,6 +568,23 @@ mod tests {
     }
 
     #[test]
+    fn rules_load_from_a_file_and_missing_files_are_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("rules.yaml");
+        std::fs::write(
+            &path,
+            "default: {runSeconds: 0.5}\nrules:\n  - name: sidecars\n    match: {container: proxy}\n    then: {forever: true}\n",
+        )
+        .expect("write rules");
+        let b = Behavior::from_yaml_file(&path).expect("loads");
+        assert_eq!(b.default.run_seconds, Some(0.5));
+        assert_eq!(b.rules[0].name.as_deref(), Some("sidecars"));
+        let missing = dir.path().join("nope.yaml");
+        let err = Behavior::from_yaml_file(&missing).expect_err("missing file");
+        assert!(err.to_string().contains("nope.yaml"), "{err}");
+    }
+
+    #[test]
     fn bad_annotation_is_reported() {
         let p = pod(serde_json::json!({
             "metadata": {"name": "p", "annotations": {"sim.taskpod.dev/behavior": "{\"nope\": 1}"}},

@@ -348,10 +348,19 @@ impl JobController {
                 {
                     e.deletes.remove(&uid);
                 }
-                lock(&self.inner.tombstones)
-                    .entry(job_uid)
-                    .or_default()
-                    .push(last.clone());
+                // Keep the last version for the next sync of a Job that still exists (pods
+                // collected after their Job was deleted need no counting).
+                let owner = (pod.namespace().unwrap_or_default(), job_name.clone());
+                let job_alive = self.inner.ctx.caches.jobs.get(&owner).is_some_and(|j| {
+                    j.uid().as_deref() == Some(job_uid.as_str())
+                        && j.metadata.deletion_timestamp.is_none()
+                });
+                if job_alive {
+                    lock(&self.inner.tombstones)
+                        .entry(job_uid)
+                        .or_default()
+                        .push(last.clone());
+                }
             }
         }
         self.inner

@@ -335,7 +335,7 @@ impl Kubelets {
         let deleting = pod.metadata.deletion_timestamp.is_some();
         let next = self.advance(&mut run, now, deleting);
         let status = self.status(&mut run, &pod, now);
-        let result = self.write(&run, &pod, status.clone()).await;
+        let result = self.write(&run, status.clone()).await;
         if result.is_ok() {
             run.last_written = Some(status);
         }
@@ -367,13 +367,12 @@ impl Kubelets {
         outcome
     }
 
-    async fn write(&self, run: &PodRun, pod: &Pod, status: Value) -> Result<(), ControllerError> {
+    /// Writes the status unless it is what was last written.
+    async fn write(&self, run: &PodRun, status: Value) -> Result<(), ControllerError> {
         if run.last_written.as_ref() == Some(&status) {
             return Ok(());
         }
-        // Compare with what the server has, to skip writes after a restart of the kubelet.
         let api: Api<Pod> = Api::namespaced(self.inner.ctx.client.clone(), &run.ns);
-        let _ = pod;
         match api
             .patch_status(
                 &run.name,
