@@ -69,7 +69,7 @@ pub enum Rule {
 
 /// An adapter's output broke the Job contract.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("adapter `{adapter}` produced an invalid {object}: `{path}`: {detail}")]
+#[error("adapter `{adapter}` produced an invalid {object}: {}{detail}", at_path(.path))]
 pub struct ContractError {
     /// The adapter's name.
     pub adapter: String,
@@ -81,6 +81,14 @@ pub struct ContractError {
     pub rule: Rule,
     /// What is wrong, for humans.
     pub detail: String,
+}
+
+fn at_path(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("`{path}`: ")
+    }
 }
 
 /// Whether and how far an adapter may ask Kubernetes to restart a failed pod.
@@ -127,15 +135,15 @@ pub struct JobContract {
     pub restart: RestartRule,
 }
 
-/// A companion object the host creates owned by the Job.
+/// A companion object the host creates owned by the Job (boxed: Kubernetes objects are large).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Companion {
     /// A `v1` ConfigMap.
-    ConfigMap(ConfigMap),
+    ConfigMap(Box<ConfigMap>),
     /// A `v1` Service.
-    Service(Service),
+    Service(Box<Service>),
     /// An `apps/v1` Deployment.
-    Deployment(Deployment),
+    Deployment(Box<Deployment>),
 }
 
 impl Companion {
@@ -439,9 +447,9 @@ fn parse_companion(text: &str) -> Result<Companion, RuleFailure> {
         .unwrap_or("");
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
     match (api, kind) {
-        ("v1", "ConfigMap") => Ok(Companion::ConfigMap(parse_value(&value)?)),
-        ("v1", "Service") => Ok(Companion::Service(parse_value(&value)?)),
-        ("apps/v1", "Deployment") => Ok(Companion::Deployment(parse_value(&value)?)),
+        ("v1", "ConfigMap") => Ok(Companion::ConfigMap(Box::new(parse_value(&value)?))),
+        ("v1", "Service") => Ok(Companion::Service(Box::new(parse_value(&value)?))),
+        ("apps/v1", "Deployment") => Ok(Companion::Deployment(Box::new(parse_value(&value)?))),
         _ => Err((
             "kind".to_owned(),
             Rule::WrongKind,

@@ -132,7 +132,7 @@ impl Renderer {
         let bound = &self.bound[&binding.name];
         let runner = &self.config.runner;
         let job_name = names::job_name(&task.id);
-        let cleanup_delay = (!runner.debug_jobs).then(|| runner.task_cleanup_delay.0.as_secs());
+        let cleanup_delay = (!runner.debug_jobs).then_some(runner.task_cleanup_delay.0.as_secs());
         let context = Context {
             namespace: self.config.namespace.clone(),
             config: bound.adapter.config().to_owned(),

@@ -253,7 +253,7 @@ fn parse_envelope(doc: &Map<String, Value>, payload: &Value) -> Result<Submitted
             ));
         }
     };
-    let payload_map = payload.as_object().map(Map::clone).unwrap_or_default();
+    let payload_map = payload.as_object().cloned().unwrap_or_default();
     Ok(SubmittedTask {
         id: required_string(doc, "id")?,
         kind: required_string(doc, "type")?,

@@ -111,7 +111,7 @@ impl taskpod::adapter::log::Host for SandboxState {
                 end -= 1;
             }
             message.truncate(end);
-            message.push_str("…");
+            message.push('…');
         }
         budget.messages_left -= 1;
         budget.bytes_left -= message.len().min(budget.bytes_left);
@@ -329,10 +329,15 @@ fn classify(
         .trim()
         .to_owned();
     if let Some(at) = printed.find("panicked at") {
+        let message = &printed[at..];
+        // Rust's hint about RUST_BACKTRACE means nothing inside the sandbox.
+        let message = message
+            .find("\nnote: run with `RUST_BACKTRACE")
+            .map_or(message, |end| &message[..end]);
         return Error::Panic {
             adapter: name,
             call,
-            message: printed[at..].to_owned(),
+            message: message.trim().replace('\n', " "),
         };
     }
     let mut message = match trap {
@@ -340,11 +345,12 @@ fn classify(
         None => format!("{err:#}"),
     };
     if let Some(backtrace) = err.downcast_ref::<WasmBacktrace>() {
-        let frames: Vec<&str> = backtrace
+        let frames: Vec<String> = backtrace
             .frames()
             .iter()
             .filter_map(|frame| frame.func_name())
             .take(3)
+            .map(|name| format!("{:#}", rustc_demangle::demangle(name)))
             .collect();
         if !frames.is_empty() {
             message.push_str(&format!(" (in {})", frames.join(" ← ")));
