@@ -88,6 +88,57 @@ const DIST_EXTRA: [u8; 30] = [
     13,
 ];
 
+/// Shortest match deflate can express.
+const MIN_LEN: usize = 3;
+
+/// Index into [`LEN_BASE`] of every match length 3..=258 (at `len - 3`).
+const LEN_INDEX: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 29 {
+        let start = LEN_BASE[i] as usize - MIN_LEN;
+        let end = if i == 28 {
+            256
+        } else {
+            LEN_BASE[i + 1] as usize - MIN_LEN
+        };
+        let mut l = start;
+        while l < end {
+            table[l] = i as u8;
+            l += 1;
+        }
+        i += 1;
+    }
+    table
+};
+
+/// Index into [`DIST_BASE`] of a distance: at `dist - 1` for distances up to 256, at
+/// `256 + ((dist - 1) >> 7)` beyond (zlib's `_dist_code` layout: above 256 every symbol covers
+/// whole multiples of 128).
+const DIST_INDEX: [u8; 512] = {
+    let mut table = [0u8; 512];
+    let mut i = 0;
+    while i < 30 {
+        let start = DIST_BASE[i] as usize;
+        let end = if i == 29 {
+            WINDOW + 1
+        } else {
+            DIST_BASE[i + 1] as usize
+        };
+        let mut d = start;
+        while d < end {
+            if d <= 256 {
+                table[d - 1] = i as u8;
+            } else {
+                table[256 + ((d - 1) >> 7)] = i as u8;
+            }
+            d += 1;
+        }
+        i += 1;
+    }
+    table
+};
+
 /// The fixed literal/length code: (code bits reversed for LSB-first output, length).
 const FIXED_LITLEN: [(u16, u8); 288] = {
     let mut table = [(0u16, 0u8); 288];
@@ -139,19 +190,17 @@ impl Bits<'_> {
     }
 
     fn matched(&mut self, len: usize, dist: usize) {
-        let li = LEN_BASE
-            .iter()
-            .rposition(|&b| usize::from(b) <= len)
-            .unwrap_or(0);
+        let li = usize::from(LEN_INDEX[len - MIN_LEN]);
         self.symbol(257 + li);
         self.put(
             (len - usize::from(LEN_BASE[li])) as u32,
             u32::from(LEN_EXTRA[li]),
         );
-        let di = DIST_BASE
-            .iter()
-            .rposition(|&b| usize::from(b) <= dist)
-            .unwrap_or(0);
+        let di = usize::from(if dist <= 256 {
+            DIST_INDEX[dist - 1]
+        } else {
+            DIST_INDEX[256 + ((dist - 1) >> 7)]
+        });
         self.put(u32::from(reverse_bits(di as u16, 5)), 5);
         self.put(
             (dist - usize::from(DIST_BASE[di])) as u32,
@@ -166,10 +215,38 @@ impl Bits<'_> {
     }
 }
 
-fn hash4(data: &[u8], i: usize) -> usize {
-    let word = u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+#[inline(always)]
+fn read4(data: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(data[i..i + 4].try_into().expect("4 bytes"))
+}
+
+#[inline(always)]
+fn hash4(word: u32) -> usize {
     (word.wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
 }
+
+/// Length of the common prefix of `data[p..]` and `data[i..]` (`p < i`), at most `max`.
+#[inline(always)]
+fn common_prefix(data: &[u8], p: usize, i: usize, max: usize) -> usize {
+    let mut len = 0;
+    while len + 8 <= max {
+        let a = u64::from_le_bytes(data[p + len..p + len + 8].try_into().expect("8 bytes"));
+        let b = u64::from_le_bytes(data[i + len..i + len + 8].try_into().expect("8 bytes"));
+        let diff = a ^ b;
+        if diff != 0 {
+            return len + (diff.trailing_zeros() / 8) as usize;
+        }
+        len += 8;
+    }
+    while len < max && data[p + len] == data[i + len] {
+        len += 1;
+    }
+    len
+}
+
+/// Matches longer than this insert only their last positions into the hash table: inserting
+/// every position of long runs costs time and rarely finds better matches.
+const MAX_INSERT: usize = 16;
 
 /// One final deflate block with the fixed Huffman code.
 fn deflate_fixed(data: &[u8], out: &mut Vec<u8>) {
@@ -180,21 +257,25 @@ fn deflate_fixed(data: &[u8], out: &mut Vec<u8>) {
     let n = data.len();
     let mut i = 0;
     while i + MIN_MATCH <= n {
-        let h = hash4(data, i);
+        let word = read4(data, i);
+        let h = hash4(word);
         let candidate = table[h] as usize;
         table[h] = (i as u32).wrapping_add(1);
         if candidate != 0 {
             let p = candidate - 1;
-            if p < i && i - p <= WINDOW && data[p..p + MIN_MATCH] == data[i..i + MIN_MATCH] {
+            if p < i && i - p <= WINDOW && read4(data, p) == word {
                 let max = MAX_MATCH.min(n - i);
-                let mut len = MIN_MATCH;
-                while len < max && data[p + len] == data[i + len] {
-                    len += 1;
-                }
+                let len =
+                    MIN_MATCH + common_prefix(data, p + MIN_MATCH, i + MIN_MATCH, max - MIN_MATCH);
                 bits.matched(len, i - p);
                 let end = (i + len).min(n + 1 - MIN_MATCH);
-                for j in i + 1..end {
-                    table[hash4(data, j)] = (j as u32).wrapping_add(1);
+                let from = if len > MAX_INSERT {
+                    end.saturating_sub(2).max(i + 1)
+                } else {
+                    i + 1
+                };
+                for j in from..end {
+                    table[hash4(read4(data, j))] = (j as u32).wrapping_add(1);
                 }
                 i += len;
                 continue;
@@ -210,10 +291,10 @@ fn deflate_fixed(data: &[u8], out: &mut Vec<u8>) {
     bits.finish();
 }
 
-/// CRC-32 (IEEE 802.3, reflected), the checksum of the gzip trailer.
+/// CRC-32 (IEEE 802.3, reflected), the checksum of the gzip trailer; slicing-by-8 tables.
 pub fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
+    const TABLES: [[u32; 256]; 8] = {
+        let mut t = [[0u32; 256]; 8];
         let mut i = 0;
         while i < 256 {
             let mut c = i as u32;
@@ -226,14 +307,36 @@ pub fn crc32(data: &[u8]) -> u32 {
                 };
                 k += 1;
             }
-            table[i] = c;
+            t[0][i] = c;
             i += 1;
         }
-        table
+        let mut i = 0;
+        while i < 256 {
+            let mut k = 1;
+            while k < 8 {
+                t[k][i] = (t[k - 1][i] >> 8) ^ t[0][(t[k - 1][i] & 0xff) as usize];
+                k += 1;
+            }
+            i += 1;
+        }
+        t
     };
     let mut crc = !0u32;
-    for &b in data {
-        crc = TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
+        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        crc = TABLES[7][(lo & 0xff) as usize]
+            ^ TABLES[6][((lo >> 8) & 0xff) as usize]
+            ^ TABLES[5][((lo >> 16) & 0xff) as usize]
+            ^ TABLES[4][(lo >> 24) as usize]
+            ^ TABLES[3][(hi & 0xff) as usize]
+            ^ TABLES[2][((hi >> 8) & 0xff) as usize]
+            ^ TABLES[1][((hi >> 16) & 0xff) as usize]
+            ^ TABLES[0][(hi >> 24) as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = TABLES[0][((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
     }
     !crc
 }
@@ -348,10 +451,55 @@ mod tests {
     }
 
     #[test]
+    fn symbol_tables_match_the_rfc() {
+        for len in MIN_LEN..=MAX_MATCH {
+            let i = usize::from(LEN_INDEX[len - MIN_LEN]);
+            let want = LEN_BASE
+                .iter()
+                .rposition(|&b| usize::from(b) <= len)
+                .unwrap();
+            assert_eq!(i, want, "length {len}");
+            assert!(len - usize::from(LEN_BASE[i]) < 1 << LEN_EXTRA[i] || len == 258);
+        }
+        for dist in 1..=WINDOW {
+            let i = usize::from(if dist <= 256 {
+                DIST_INDEX[dist - 1]
+            } else {
+                DIST_INDEX[256 + ((dist - 1) >> 7)]
+            });
+            let want = DIST_BASE
+                .iter()
+                .rposition(|&b| usize::from(b) <= dist)
+                .unwrap();
+            assert_eq!(i, want, "distance {dist}");
+            assert!(dist - usize::from(DIST_BASE[i]) < 1 << DIST_EXTRA[i]);
+        }
+    }
+
+    #[test]
     fn crc32_check_value() {
         // The standard check value of CRC-32/ISO-HDLC.
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
         assert_eq!(crc32(b""), 0);
+        // Against the bitwise definition, across the 8-byte slicing boundary.
+        fn bitwise(data: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &b in data {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 != 0 {
+                        0xedb8_8320 ^ (crc >> 1)
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        let data = noise(9, 1000, &(0..=255).collect::<Vec<u8>>());
+        for len in [1, 7, 8, 9, 15, 16, 17, 999, 1000] {
+            assert_eq!(crc32(&data[..len]), bitwise(&data[..len]), "len {len}");
+        }
     }
 
     #[test]
