@@ -205,6 +205,15 @@ async fn pod_runs_through_its_lifecycle_with_status_and_logs() -> Result<()> {
         condition(&running, "Ready").map(|c| c.status.as_str()),
         Some("True")
     );
+    let live = sim
+        .logs()
+        .read("default", "life", "main", None)
+        .expect("log while running");
+    assert_eq!(
+        live.lines.first().map(String::as_str),
+        Some("hello from main")
+    );
+    assert!(!live.finished, "the log is open while the container runs");
     let done = wait_for::<Pod>(&client, "life", "Succeeded", |p| {
         phase(p).as_deref() == Some("Succeeded")
     })
@@ -458,6 +467,32 @@ async fn graceful_deletion_stops_containers_then_removes_the_pod() -> Result<()>
     assert_eq!(term["exitCode"], 143, "{last:#?}");
     assert_eq!(phase(Some(&last)).as_deref(), Some("Failed"));
     assert!(api.get_opt("graceful").await?.is_none());
+    sim.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn crash_ends_an_endless_container_with_its_exit_code() -> Result<()> {
+    let sim = start(fast()).await?;
+    let client = sim.client();
+    let behavior = json!({"forever": true, "crashAfterSeconds": 0.1, "exitCode": 2});
+    create(
+        &client,
+        &pod(
+            "crash",
+            json!({}),
+            json!({"sim.taskpod.dev/behavior": behavior.to_string()}),
+        ),
+    )
+    .await?;
+    let p = wait_for::<Pod>(&client, "crash", "Failed", |p| {
+        phase(p).as_deref() == Some("Failed")
+    })
+    .await?
+    .expect("pod");
+    let term = container_state(&p, "main")["terminated"].clone();
+    assert_eq!(term["exitCode"], 2);
+    assert_eq!(term["reason"], "Error");
     sim.shutdown().await;
     Ok(())
 }
