@@ -41,16 +41,16 @@ pub enum PayloadError {
 /// Compresses `json` with gzip and encodes it as standard base64 (with padding), like Druid's
 /// `Base64Compression.compressBase64`; any gzip reader (Druid's peon, [`decode`]) reads it.
 ///
-/// The compressor is [`gzip`], a small single-pass one: it allocates 16 KiB of state instead of
-/// the ~300 KiB a general-purpose deflate encoder zeroes on every call, which dominates the cost
-/// of an adapter call in a fresh sandbox.
+/// The compressor is [`gzip`], a small single-pass one: it allocates at most 64 KiB of state
+/// (8 KiB for a typical task) instead of the ~300 KiB a general-purpose deflate encoder zeroes
+/// on every call, which dominated the cost of an adapter call in a fresh sandbox.
 pub fn encode(json: &str) -> String {
     STANDARD.encode(gzip(json.as_bytes()))
 }
 
 /// Compresses `data` into a gzip member (RFC 1952) holding one deflate block with the fixed
-/// Huffman code (RFC 1951 §3.2.6), found by greedy LZ77 matching with a 4096-entry hash table
-/// over a 32 KiB window.
+/// Huffman code (RFC 1951 §3.2.6), found by greedy LZ77 matching over a 32 KiB window with a
+/// hash table of 256 to 16 384 entries, sized to the input.
 ///
 /// Task documents are small and repetitive JSON, for which this is within a few percent of a
 /// general-purpose encoder's fast level. Inputs of 4 GiB or more are still encoded correctly
@@ -65,7 +65,10 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     out
 }
 
-const HASH_BITS: u32 = 12;
+/// Hash table size bounds (log2 of entries): the table is sized to the input, so a small task
+/// touches little memory (each page matters in a fresh sandbox) and a large one keeps its matches.
+const MIN_HASH_BITS: u32 = 8;
+const MAX_HASH_BITS: u32 = 14;
 const WINDOW: usize = 32 * 1024;
 const MIN_MATCH: usize = 4;
 const MAX_MATCH: usize = 258;
@@ -221,8 +224,8 @@ fn read4(data: &[u8], i: usize) -> u32 {
 }
 
 #[inline(always)]
-fn hash4(word: u32) -> usize {
-    (word.wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
+fn hash4(word: u32, bits: u32) -> usize {
+    (word.wrapping_mul(0x9e37_79b1) >> (32 - bits)) as usize
 }
 
 /// Length of the common prefix of `data[p..]` and `data[i..]` (`p < i`), at most `max`.
@@ -253,12 +256,17 @@ fn deflate_fixed(data: &[u8], out: &mut Vec<u8>) {
     let mut bits = Bits { out, acc: 0, n: 0 };
     bits.put(0b011, 3); // BFINAL = 1, BTYPE = 01 (fixed Huffman)
     // Position + 1 of the last occurrence of each hash; 0 = none.
-    let mut table = vec![0u32; 1 << HASH_BITS];
+    let hash_bits = data
+        .len()
+        .next_power_of_two()
+        .trailing_zeros()
+        .clamp(MIN_HASH_BITS, MAX_HASH_BITS);
+    let mut table = vec![0u32; 1 << hash_bits];
     let n = data.len();
     let mut i = 0;
     while i + MIN_MATCH <= n {
         let word = read4(data, i);
-        let h = hash4(word);
+        let h = hash4(word, hash_bits);
         let candidate = table[h] as usize;
         table[h] = (i as u32).wrapping_add(1);
         if candidate != 0 {
@@ -275,7 +283,7 @@ fn deflate_fixed(data: &[u8], out: &mut Vec<u8>) {
                     i + 1
                 };
                 for j in from..end {
-                    table[hash4(read4(data, j))] = (j as u32).wrapping_add(1);
+                    table[hash4(read4(data, j), hash_bits)] = (j as u32).wrapping_add(1);
                 }
                 i += len;
                 continue;
