@@ -393,6 +393,9 @@ async fn handle(
                 );
                 return Ok(json_value(StatusCode::OK, &v));
             }
+            if table::wants_metadata(accept) {
+                return Ok(json_value(StatusCode::OK, &table::partial(&stored.value)));
+            }
             Ok(json_response(StatusCode::OK, stored.bytes.clone()))
         }
         ("create", Some("binding")) => {
@@ -1466,6 +1469,20 @@ fn list(app: &Arc<App>, t: &Target, q: &Query, accept: &str) -> Result<Response,
         );
         return Ok(json_value(StatusCode::OK, &v));
     }
+    if table::wants_metadata(accept) {
+        let mut meta = json!({"resourceVersion": page.rv.to_string()});
+        if let Some(c) = &cont {
+            meta["continue"] = json!(c);
+        }
+        let items: Vec<Value> = page
+            .items
+            .iter()
+            .map(|s| table::partial(&s.value))
+            .collect();
+        let v = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+            "metadata": meta, "items": items});
+        return Ok(json_value(StatusCode::OK, &v));
+    }
     Ok(json_response(
         StatusCode::OK,
         list_body(rt, &page.items, page.rv, cont, page.remaining),
@@ -1498,10 +1515,12 @@ fn event_line(kind: &str, obj: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-/// How watch events are encoded: the object itself, or a one-row Table for kubectl.
+/// How watch events are encoded: the object itself, its `PartialObjectMetadata`, or a one-row
+/// Table for kubectl.
 #[derive(Clone, Copy)]
 struct WatchEncoding {
     table: bool,
+    metadata: bool,
     include_object: bool,
 }
 
@@ -1514,6 +1533,11 @@ fn encode_event(rt: &ResourceType, enc: WatchEncoding, kind: &str, s: &Stored) -
             enc.include_object,
         );
         event_line(kind, &serde_json::to_vec(&t).unwrap_or_default())
+    } else if enc.metadata {
+        event_line(
+            kind,
+            &serde_json::to_vec(&table::partial(&s.value)).unwrap_or_default(),
+        )
     } else {
         event_line(kind, &s.bytes)
     }
@@ -1572,6 +1596,7 @@ fn watch(app: &Arc<App>, t: &Target, q: &Query, accept: &str) -> Result<Response
     }
     let enc = WatchEncoding {
         table: table::wants_table(accept),
+        metadata: table::wants_metadata(accept),
         include_object: q.get("includeObject").map(String::as_str) == Some("Object"),
     };
     let mut notify = app.store.subscribe();
@@ -1579,18 +1604,13 @@ fn watch(app: &Arc<App>, t: &Target, q: &Query, accept: &str) -> Result<Response
     let mut initial: Vec<Bytes> = Vec::new();
     let start_rv = if rv_param.is_empty() || rv_param == "0" || send_initial {
         let (items, rv) = app.store.snapshot(t.rt_id, t.ns.as_deref());
-        let from = if !send_initial && !rv_param.is_empty() && rv_param != "0" {
-            rv
-        } else {
-            rv
-        };
         for s in items.iter().filter(|s| filter.matches(s)) {
             initial.push(encode_event(rt, enc, "ADDED", s));
         }
         if send_initial {
             initial.push(bookmark(rt, rv, true));
         }
-        from
+        rv
     } else {
         rv_param.parse::<u64>().map_err(|_| {
             ApiError::bad_request(format!(

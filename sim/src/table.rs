@@ -16,6 +16,20 @@ pub fn wants_table(accept: &str) -> bool {
         .is_some_and(|first| first.contains("as=Table"))
 }
 
+/// Whether an `Accept` header asks for `PartialObjectMetadata` (kube's metadata-only get, list
+/// and watch).
+pub fn wants_metadata(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
+}
+
+/// The `PartialObjectMetadata` of an object.
+pub fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}
+
 fn col(name: &str, ty: &str, priority: u8) -> Value {
     let format = if name == "Name" { "name" } else { "" };
     json!({"name": name, "type": ty, "format": format, "description": "", "priority": priority})
@@ -325,7 +339,7 @@ pub fn row(rt: &ResourceType, obj: &Value, include_object: bool) -> Value {
     let object = if include_object {
         obj.clone()
     } else {
-        json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+        partial(obj)
     };
     json!({"cells": cells(rt, obj, now), "object": object})
 }

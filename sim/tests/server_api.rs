@@ -1176,3 +1176,97 @@ async fn standalone_server_writes_a_working_kubeconfig() -> Result<()> {
     server.await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn streaming_lists_and_metadata_only_requests() -> Result<()> {
+    let sim = sim().await?;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client(), "default");
+    for n in ["m1", "m2"] {
+        api.create(&PostParams::default(), &cm(n, json!({"set": "a"})))
+            .await?;
+    }
+    // sendInitialEvents: ADDED for what exists, then a bookmark marking the end of the list.
+    let wp = WatchParams::streaming_lists().timeout(2);
+    let mut stream = api.watch(&wp, "").await?.boxed();
+    let mut added = Vec::new();
+    loop {
+        match stream.try_next().await? {
+            Some(WatchEvent::Added(c)) => added.push(c.metadata.name.unwrap_or_default()),
+            Some(WatchEvent::Bookmark(b)) => {
+                assert_eq!(
+                    b.metadata
+                        .annotations
+                        .get("k8s.io/initial-events-end")
+                        .map(String::as_str),
+                    Some("true")
+                );
+                break;
+            }
+            other => bail!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(added, ["m1", "m2"]);
+    // Metadata-only get and list (kube's metadata watcher and get_metadata).
+    let meta = api.get_metadata("m1").await?;
+    assert_eq!(meta.metadata.name.as_deref(), Some("m1"));
+    let metas = api
+        .list_metadata(&ListParams::default().labels("set=a"))
+        .await?;
+    assert_eq!(metas.items.len(), 2);
+    // The label index follows label changes.
+    api.patch(
+        "m1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"set": "b"}}})),
+    )
+    .await?;
+    let a = api.list(&ListParams::default().labels("set=a")).await?;
+    let b = api.list(&ListParams::default().labels("set=b")).await?;
+    assert_eq!(a.items.len(), 1);
+    assert_eq!(b.items[0].metadata.name.as_deref(), Some("m1"));
+    sim.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn pausing_controllers_through_the_control_endpoint() -> Result<()> {
+    let sim = sim_with(|o| o.controllers.mode = ControllerMode::Full).await?;
+    sim.controllers().ready().await;
+    let (code, _, _) = raw(
+        &sim,
+        "PUT",
+        "/sim/faults",
+        "application/json",
+        json!({"pauseControllers": true}),
+    )
+    .await?;
+    assert_eq!(code, 200);
+    assert!(sim.controllers().is_paused());
+    let jobs: Api<Job> = Api::namespaced(sim.client(), "default");
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(job_json("paused"))?,
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(sim.client(), "default");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lp = ListParams::default().labels("job-name=paused");
+    assert!(
+        pods.list(&lp).await?.items.is_empty(),
+        "no pod while paused"
+    );
+    sim.faults().resume_controllers();
+    assert!(!sim.controllers().is_paused());
+    let mut created = false;
+    for _ in 0..100 {
+        if !pods.list(&lp).await?.items.is_empty() {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(created, "the Job controller creates the pod after resume");
+    assert_eq!(sim.counters().creates("Job", "default", "paused"), 1);
+    sim.shutdown().await;
+    Ok(())
+}
