@@ -101,22 +101,20 @@ pub enum CliError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The task file could not be read.
-    #[error("cannot read task file {path}: {source}")]
+    #[error("cannot read task file {path}: {error}")]
     ReadTask {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The task is invalid.
-    #[error("task file {path}: {source}")]
+    #[error("task file {path}: {error}")]
     Task {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        #[source]
-        source: TaskError,
+        error: TaskError,
     },
     /// Rendering failed.
     #[error(transparent)]
@@ -133,13 +131,12 @@ pub enum CliError {
         message: String,
     },
     /// Writing output failed.
-    #[error("cannot write {what}: {source}")]
+    #[error("cannot write {what}: {error}")]
     Write {
         /// Where.
         what: String,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The benchmark failed.
     #[error(transparent)]
@@ -155,9 +152,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         }
         Command::Bench(BenchCommand::Adapters { iterations, warmup }) => {
             let report = bench::adapters(iterations, warmup)?;
-            write!(out, "{report}").map_err(|source| CliError::Write {
+            write!(out, "{report}").map_err(|error| CliError::Write {
                 what: "standard output".to_owned(),
-                source,
+                error,
             })
         }
     }
@@ -186,13 +183,13 @@ pub fn load_config(
 
 /// Reads and validates a task file.
 pub fn read_task(path: &Path) -> Result<SubmittedTask, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadTask {
+    let text = std::fs::read_to_string(path).map_err(|error| CliError::ReadTask {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
-    SubmittedTask::parse(&text).map_err(|source| CliError::Task {
+    SubmittedTask::parse(&text).map_err(|error| CliError::Task {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -211,18 +208,18 @@ fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let manifests = renderer.render_blocking(&task)?;
     let yaml = manifests.to_yaml().map_err(|e| CliError::Write {
         what: "YAML".to_owned(),
-        source: std::io::Error::other(e),
+        error: std::io::Error::other(e),
     })?;
     match &args.out {
-        Some(path) => std::fs::write(path, yaml).map_err(|source| CliError::Write {
+        Some(path) => std::fs::write(path, yaml).map_err(|error| CliError::Write {
             what: path.display().to_string(),
-            source,
+            error,
         }),
         None => out
             .write_all(yaml.as_bytes())
-            .map_err(|source| CliError::Write {
+            .map_err(|error| CliError::Write {
                 what: "standard output".to_owned(),
-                source,
+                error,
             }),
     }
 }
@@ -273,8 +270,8 @@ fn adapter_check(
         info.config_schema,
     );
     out.write_all(text.as_bytes())
-        .map_err(|source| CliError::Write {
+        .map_err(|error| CliError::Write {
             what: "standard output".to_owned(),
-            source,
+            error,
         })
 }

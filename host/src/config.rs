@@ -27,13 +27,12 @@ pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The YAML does not match the schema (unknown key, wrong type …).
     #[error("config file {path}: {message}")]
@@ -374,9 +373,9 @@ impl Config {
     /// Reads, parses and validates a config file; relative paths in it are resolved against
     /// its directory.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let mut config = Config::from_yaml(&text).map_err(|message| ConfigError::Parse {
             path: path.to_path_buf(),

@@ -22,15 +22,14 @@ use wasmtime::component::Component;
 pub enum CacheError {
     /// The directory could not be created or inspected.
     #[error(
-        "adapter cache directory {path}: {source} (set `cacheDir` in the config to a writable \
+        "adapter cache directory {path}: {error} (set `cacheDir` in the config to a writable \
          directory)"
     )]
     Io {
         /// The directory or file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The directory is writable by other users, so its files cannot be trusted.
     #[error(
@@ -187,9 +186,9 @@ fn default_dir() -> PathBuf {
 
 /// Creates `dir` (and parents) with mode 0700 and refuses a directory others can access.
 fn create_private_dir(dir: &Path) -> Result<(), CacheError> {
-    let io = |source| CacheError::Io {
+    let io = |error| CacheError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     #[cfg(unix)]
     {

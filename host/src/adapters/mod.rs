@@ -50,15 +50,14 @@ pub enum Error {
     #[error("cannot set up the WebAssembly runtime: {0}")]
     Engine(String),
     /// The component file could not be read.
-    #[error("adapter `{adapter}`: cannot read component {path}: {source}")]
+    #[error("adapter `{adapter}`: cannot read component {path}: {error}")]
     Read {
         /// The adapter's name.
         adapter: String,
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `builtin:NAME` names no built-in adapter.
     #[error("adapter `{adapter}`: there is no built-in adapter `{builtin}`; built-ins: {known}")]
@@ -387,10 +386,10 @@ impl Runtime {
                 }
             }
             ComponentSource::File(path) => {
-                std::borrow::Cow::Owned(std::fs::read(path).map_err(|source| Error::Read {
+                std::borrow::Cow::Owned(std::fs::read(path).map_err(|error| Error::Read {
                     adapter: spec.name.clone(),
                     path: path.clone(),
-                    source,
+                    error,
                 })?)
             }
         };

@@ -296,7 +296,18 @@ fn run<R>(
         );
     }
     match result {
-        Ok(value) => Ok(value),
+        Ok(value) => {
+            let printed = stderr.contents();
+            if !printed.is_empty() {
+                tracing::debug!(
+                    adapter = adapter.name,
+                    task,
+                    stderr = %String::from_utf8_lossy(&printed),
+                    "adapter wrote to stderr"
+                );
+            }
+            Ok(value)
+        }
         Err(err) => Err(classify(adapter, call, &store, &stderr, err)),
     }
 }

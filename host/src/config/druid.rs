@@ -33,9 +33,9 @@ pub struct Imported {
 
 /// Reads and imports a Druid `runtime.properties` file.
 pub fn import_file(path: &Path) -> Result<Imported, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let base = path
         .parent()
