@@ -211,7 +211,7 @@ async fn run(sim: &Sim, opts: &ScaleOptions) -> Result<ScaleReport, BenchError> 
                     "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
                         "containers": [{"name": "main", "image": "busybox:1.36"}]}}}
                 }))
-                .map_err(|e| kube::Error::SerdeError(e))?;
+                .map_err(kube::Error::SerdeError)?;
                 jobs.create(&PostParams::default(), &job).await.map(|_| ())
             }
         })

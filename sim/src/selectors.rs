@@ -118,12 +118,12 @@ impl LabelSelector {
                     reqs.push((words[0].to_owned(), LabelOp::NotIn(parse_set(t, r)?)));
                     continue;
                 }
-                if let Some(r) = rest.strip_prefix("in") {
-                    if r.trim_start().starts_with('(') {
-                        check_key(t, words[0])?;
-                        reqs.push((words[0].to_owned(), LabelOp::In(parse_set(t, r)?)));
-                        continue;
-                    }
+                if let Some(r) = rest.strip_prefix("in")
+                    && r.trim_start().starts_with('(')
+                {
+                    check_key(t, words[0])?;
+                    reqs.push((words[0].to_owned(), LabelOp::In(parse_set(t, r)?)));
+                    continue;
                 }
             }
             let (key, op) = if let Some((k, v)) = t.split_once("!=") {

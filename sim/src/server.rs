@@ -677,15 +677,14 @@ fn create(
             ));
         }
         let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
-        if name.is_empty() {
-            if let Some(prefix) = meta
+        if name.is_empty()
+            && let Some(prefix) = meta
                 .get("generateName")
                 .and_then(Value::as_str)
                 .filter(|p| !p.is_empty())
-            {
-                let generated = validation::generate_name(prefix);
-                meta.insert("name".to_owned(), json!(generated));
-            }
+        {
+            let generated = validation::generate_name(prefix);
+            meta.insert("name".to_owned(), json!(generated));
         }
         for k in [
             "uid",
@@ -710,10 +709,10 @@ fn create(
     }
     let uid = obj["metadata"]["uid"].as_str().unwrap_or("").to_owned();
     let mut errs: Vec<FieldError> = Vec::new();
-    if t.rt_id == resources::JOBS {
-        if let Some(e) = validation::job_selector_on_create(&mut obj, &uid) {
-            errs.push(e);
-        }
+    if t.rt_id == resources::JOBS
+        && let Some(e) = validation::job_selector_on_create(&mut obj, &uid)
+    {
+        errs.push(e);
     }
     validation::default_on_create(
         t.rt_id,
@@ -758,39 +757,36 @@ fn prepare_update(
     let name = t.name.as_deref().unwrap_or("");
     let cur_v = &cur.value;
     let new_meta = new.get("metadata").cloned().unwrap_or(json!({}));
-    if let Some(n) = new_meta.get("name").and_then(Value::as_str) {
-        if n != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )));
-        }
+    if let Some(n) = new_meta.get("name").and_then(Value::as_str)
+        && n != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        )));
     }
-    if check_rv {
-        if let Some(rv) = new_meta
+    if check_rv
+        && let Some(rv) = new_meta
             .get("resourceVersion")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-        {
-            if rv != cur.rv.to_string() {
-                return Err(ApiError::stale(rt, name));
-            }
-        }
+        && rv != cur.rv.to_string()
+    {
+        return Err(ApiError::stale(rt, name));
     }
     if let Some(uid) = new_meta
         .get("uid")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
+        && Some(uid) != cur_v["metadata"]["uid"].as_str()
     {
-        if Some(uid) != cur_v["metadata"]["uid"].as_str() {
-            return Err(ApiError::conflict(
-                rt,
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    cur_v["metadata"]["uid"].as_str().unwrap_or("")
-                ),
-            ));
-        }
+        return Err(ApiError::conflict(
+            rt,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                cur_v["metadata"]["uid"].as_str().unwrap_or("")
+            ),
+        ));
     }
     let status_only = t.sub.as_deref() == Some("status");
     let mut obj = if status_only {
@@ -1129,18 +1125,18 @@ fn delete_options(q: &Query, body: &Bytes) -> Result<DeleteOpts, ApiError> {
             o.dry_run = true;
         }
     }
-    if let Some(p) = &o.propagation {
-        if !["Orphan", "Background", "Foreground"].contains(&p.as_str()) {
-            return Err(ApiError::invalid(
-                &RESOURCES[resources::NAMESPACES],
-                "",
-                &[FieldError::not_supported(
-                    "propagationPolicy",
-                    p,
-                    &["Foreground", "Background", "Orphan"],
-                )],
-            ));
-        }
+    if let Some(p) = &o.propagation
+        && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
+    {
+        return Err(ApiError::invalid(
+            &RESOURCES[resources::NAMESPACES],
+            "",
+            &[FieldError::not_supported(
+                "propagationPolicy",
+                p,
+                &["Foreground", "Background", "Orphan"],
+            )],
+        ));
     }
     Ok(o)
 }
@@ -1197,8 +1193,8 @@ fn delete(
     let mut dry_result = None;
     let (stored, event) = app.store.update(t.rt_id, t.ns(), &name, |cur| {
         let meta = &cur.value["metadata"];
-        if let Some(uid) = &o.uid {
-            if meta["uid"].as_str() != Some(uid.as_str()) {
+        if let Some(uid) = &o.uid
+            && meta["uid"].as_str() != Some(uid.as_str()) {
                 return Err(ApiError::conflict(
                     rt,
                     &name,
@@ -1208,9 +1204,8 @@ fn delete(
                     ),
                 ));
             }
-        }
-        if let Some(rv) = &o.rv {
-            if *rv != cur.rv.to_string() {
+        if let Some(rv) = &o.rv
+            && *rv != cur.rv.to_string() {
                 return Err(ApiError::conflict(
                     rt,
                     &name,
@@ -1220,7 +1215,6 @@ fn delete(
                     ),
                 ));
             }
-        }
         let mut obj = cur.value.clone();
         if let Some(m) = obj["metadata"].as_object_mut() {
             m.remove("resourceVersion");
@@ -1238,11 +1232,10 @@ fn delete(
         };
         // Only objects that can have dependents get the GC finalizers; kube-apiserver adds them
         // to any object, and the garbage collector removes them.
-        if let Some(f) = gc_finalizer {
-            if !already && !finalizers.iter().any(|x| x == f) {
+        if let Some(f) = gc_finalizer
+            && !already && !finalizers.iter().any(|x| x == f) {
                 finalizers.push(json!(f));
             }
-        }
         let mut grace = 0i64;
         if t.rt_id == resources::PODS && !pod_terminal_or_unbound(&cur.value) {
             grace = o.grace.unwrap_or_else(|| {

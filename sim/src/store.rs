@@ -128,12 +128,12 @@ impl Inner {
         }
         let index = &mut self.labels[res];
         for pair in &old_pairs {
-            if !new_pairs.contains(pair) {
-                if let Some(set) = index.get_mut(pair) {
-                    set.remove(key);
-                    if set.is_empty() {
-                        index.remove(pair);
-                    }
+            if !new_pairs.contains(pair)
+                && let Some(set) = index.get_mut(pair)
+            {
+                set.remove(key);
+                if set.is_empty() {
+                    index.remove(pair);
                 }
             }
         }
@@ -145,10 +145,10 @@ impl Inner {
     }
 
     fn push(&mut self, event: Event) {
-        if self.ring.len() >= self.window {
-            if let Some(e) = self.ring.pop_front() {
-                self.compacted = e.rv;
-            }
+        if self.ring.len() >= self.window
+            && let Some(e) = self.ring.pop_front()
+        {
+            self.compacted = e.rv;
         }
         self.ring.push_back(Arc::new(event));
     }

@@ -184,10 +184,10 @@ fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
 }
 
 fn set_default(v: &mut Value, key: &str, default: Value) {
-    if let Some(m) = v.as_object_mut() {
-        if m.get(key).is_none_or(Value::is_null) {
-            m.insert(key.to_owned(), default);
-        }
+    if let Some(m) = v.as_object_mut()
+        && m.get(key).is_none_or(Value::is_null)
+    {
+        m.insert(key.to_owned(), default);
     }
 }
 
@@ -333,11 +333,9 @@ pub fn default_on_update(rt_id: usize, obj: &mut Value, old: &Value) {
             }
         }
         ("apps", "deployments") => default_deployment(obj),
-        ("", "services") => {
-            if obj["spec"].get("clusterIP").is_none() {
-                obj["spec"]["clusterIP"] = old["spec"]["clusterIP"].clone();
-                obj["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
-            }
+        ("", "services") if obj["spec"].get("clusterIP").is_none() => {
+            obj["spec"]["clusterIP"] = old["spec"]["clusterIP"].clone();
+            obj["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
         }
         _ => {}
     }
@@ -536,14 +534,13 @@ pub fn validate(rt_id: usize, obj: &Value, old: Option<&Value>) -> Vec<FieldErro
             if let Some(d) = obj
                 .pointer("/spec/leaseDurationSeconds")
                 .and_then(Value::as_i64)
+                && d <= 0
             {
-                if d <= 0 {
-                    errs.push(FieldError::invalid_raw(
-                        "spec.leaseDurationSeconds",
-                        d.to_string(),
-                        "must be greater than 0",
-                    ));
-                }
+                errs.push(FieldError::invalid_raw(
+                    "spec.leaseDurationSeconds",
+                    d.to_string(),
+                    "must be greater than 0",
+                ));
             }
         }
         ("", "events") => {
@@ -551,14 +548,14 @@ pub fn validate(rt_id: usize, obj: &Value, old: Option<&Value>) -> Vec<FieldErro
             if let Some(ins) = obj
                 .pointer("/involvedObject/namespace")
                 .and_then(Value::as_str)
+                && !ins.is_empty()
+                && ins != ns
             {
-                if !ins.is_empty() && ins != ns {
-                    errs.push(FieldError::invalid(
-                        "involvedObject.namespace",
-                        ins,
-                        "does not match event.namespace",
-                    ));
-                }
+                errs.push(FieldError::invalid(
+                    "involvedObject.namespace",
+                    ins,
+                    "does not match event.namespace",
+                ));
             }
         }
         _ => {}
@@ -616,14 +613,14 @@ fn validate_pod_spec(spec: &Value, path: &str, restart: &[&str], errs: &mut Erro
                     "must not have leading or trailing whitespace",
                 ));
             }
-            if let Some(p) = str_at(c, "imagePullPolicy") {
-                if !["Always", "IfNotPresent", "Never"].contains(&p) {
-                    errs.push(FieldError::not_supported(
-                        format!("{cpath}.imagePullPolicy"),
-                        p,
-                        &["Always", "IfNotPresent", "Never"],
-                    ));
-                }
+            if let Some(p) = str_at(c, "imagePullPolicy")
+                && !["Always", "IfNotPresent", "Never"].contains(&p)
+            {
+                errs.push(FieldError::not_supported(
+                    format!("{cpath}.imagePullPolicy"),
+                    p,
+                    &["Always", "IfNotPresent", "Never"],
+                ));
             }
             if let Some(ports) = c.get("ports").and_then(Value::as_array) {
                 for (j, p) in ports.iter().enumerate() {
@@ -635,14 +632,14 @@ fn validate_pod_spec(spec: &Value, path: &str, restart: &[&str], errs: &mut Erro
                             "must be between 1 and 65535, inclusive",
                         ));
                     }
-                    if let Some(proto) = str_at(p, "protocol") {
-                        if !["TCP", "UDP", "SCTP"].contains(&proto) {
-                            errs.push(FieldError::not_supported(
-                                format!("{cpath}.ports[{j}].protocol"),
-                                proto,
-                                &["SCTP", "TCP", "UDP"],
-                            ));
-                        }
+                    if let Some(proto) = str_at(p, "protocol")
+                        && !["TCP", "UDP", "SCTP"].contains(&proto)
+                    {
+                        errs.push(FieldError::not_supported(
+                            format!("{cpath}.ports[{j}].protocol"),
+                            proto,
+                            &["SCTP", "TCP", "UDP"],
+                        ));
                     }
                 }
             }
@@ -686,26 +683,25 @@ fn validate_pod_spec(spec: &Value, path: &str, restart: &[&str], errs: &mut Erro
             restart,
         ));
     }
-    if let Some(d) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64) {
-        if d <= 0 {
-            errs.push(FieldError::invalid_raw(
-                format!("{path}.activeDeadlineSeconds"),
-                d.to_string(),
-                "must be between 1 and 2147483647, inclusive",
-            ));
-        }
+    if let Some(d) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
+        && d <= 0
+    {
+        errs.push(FieldError::invalid_raw(
+            format!("{path}.activeDeadlineSeconds"),
+            d.to_string(),
+            "must be between 1 and 2147483647, inclusive",
+        ));
     }
     if let Some(g) = spec
         .get("terminationGracePeriodSeconds")
         .and_then(Value::as_i64)
+        && g < 0
     {
-        if g < 0 {
-            errs.push(FieldError::invalid_raw(
-                format!("{path}.terminationGracePeriodSeconds"),
-                g.to_string(),
-                "must be greater than or equal to 0",
-            ));
-        }
+        errs.push(FieldError::invalid_raw(
+            format!("{path}.terminationGracePeriodSeconds"),
+            g.to_string(),
+            "must be greater than or equal to 0",
+        ));
     }
 }
 
@@ -762,14 +758,14 @@ fn immutable(old: &Value, new: &Value, ptr: &str, field: &str, errs: &mut Errors
 }
 
 fn non_negative(spec: &Value, key: &str, errs: &mut Errors) {
-    if let Some(n) = spec.get(key).and_then(Value::as_i64) {
-        if n < 0 {
-            errs.push(FieldError::invalid_raw(
-                format!("spec.{key}"),
-                n.to_string(),
-                "must be greater than or equal to 0",
-            ));
-        }
+    if let Some(n) = spec.get(key).and_then(Value::as_i64)
+        && n < 0
+    {
+        errs.push(FieldError::invalid_raw(
+            format!("spec.{key}"),
+            n.to_string(),
+            "must be greater than or equal to 0",
+        ));
     }
 }
 
@@ -785,14 +781,14 @@ fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     ] {
         non_negative(spec, key, errs);
     }
-    if let Some(d) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64) {
-        if d <= 0 {
-            errs.push(FieldError::invalid_raw(
-                "spec.activeDeadlineSeconds",
-                d.to_string(),
-                "must be greater than or equal to 1",
-            ));
-        }
+    if let Some(d) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
+        && d <= 0
+    {
+        errs.push(FieldError::invalid_raw(
+            "spec.activeDeadlineSeconds",
+            d.to_string(),
+            "must be greater than or equal to 1",
+        ));
     }
     let mode = str_at(spec, "completionMode").unwrap_or("NonIndexed");
     if !["NonIndexed", "Indexed"].contains(&mode) {
@@ -829,18 +825,18 @@ fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     match spec.get("selector") {
         None => errs.push(FieldError::required("spec.selector", "")),
         Some(sel) => {
-            if manual || old.is_some() {
-                if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
-                    let ok = ml
-                        .iter()
-                        .all(|(k, v)| template_labels.and_then(|l| l.get(k)) == Some(v));
-                    if !ok {
-                        errs.push(FieldError::invalid_raw(
-                            "spec.template.metadata.labels",
-                            template_labels.map(Value::to_string).unwrap_or_default(),
-                            "`selector` does not match template `labels`",
-                        ));
-                    }
+            if (manual || old.is_some())
+                && let Some(ml) = sel.get("matchLabels").and_then(Value::as_object)
+            {
+                let ok = ml
+                    .iter()
+                    .all(|(k, v)| template_labels.and_then(|l| l.get(k)) == Some(v));
+                if !ok {
+                    errs.push(FieldError::invalid_raw(
+                        "spec.template.metadata.labels",
+                        template_labels.map(Value::to_string).unwrap_or_default(),
+                        "`selector` does not match template `labels`",
+                    ));
                 }
             }
         }
