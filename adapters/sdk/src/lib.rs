@@ -80,6 +80,16 @@
 //!
 //! Native builds of the same crate are ordinary Rust libraries: test the adapter by calling
 //! `<Minimal as Adapter>::adapt` directly, and read its log messages with [`log::take`].
+//!
+//! # Performance
+//!
+//! The host runs every call in a fresh instance, so nothing is cached between calls and every
+//! page of linear memory the call touches is a new page fault on the host. Parse only the
+//! template you use, avoid large zero-initialised buffers (this is why [`payload::encode`] has
+//! its own small gzip encoder), and prefer building typed objects once over repeated
+//! serialisation. On the project's 2-core machines the built-in `pod-template` adapter takes
+//! about 16 µs natively and 55–75 µs per call in a fresh sandbox, of which about 15 µs is
+//! instantiation.
 
 pub mod error;
 pub mod k8s;
