@@ -426,3 +426,27 @@ fn build_with_a_parsed_config_matches_adapt() {
     let b = PodTemplateAdapter::adapt(&task, &ctx).unwrap();
     assert_eq!(a, b);
 }
+
+/// The whole Job for seed 000's template and the example task, pinned byte for byte in
+/// `tests/data/index-parallel.job.json` (pretty-printed). After an intended change, regenerate it
+/// with `TASKPOD_BLESS=1 cargo test -p taskpod-adapter-pod-template --test adapt golden` and
+/// review the diff.
+#[test]
+fn golden_job() {
+    let task = druid_task();
+    let ctx = context(&task, vec![("base".into(), base_template())]);
+    let out = PodTemplateAdapter::adapt(&task, &ctx).unwrap();
+    let job: Value = serde_json::from_str(&out.job).unwrap();
+    let got = serde_json::to_string_pretty(&job).unwrap() + "\n";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/index-parallel.job.json");
+    if std::env::var_os("TASKPOD_BLESS").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; create it with TASKPOD_BLESS=1 cargo test -p taskpod-adapter-pod-template --test adapt golden",
+            path.display()
+        )
+    });
+    assert_eq!(got, want, "the Job differs from {}", path.display());
+}
