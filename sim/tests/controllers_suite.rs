@@ -7,6 +7,8 @@
 
 mod controllers_common;
 
+#[path = "controllers_suite/faults.rs"]
+mod faults;
 #[path = "controllers_suite/gc.rs"]
 mod gc;
 #[path = "controllers_suite/jobs.rs"]

@@ -468,6 +468,10 @@ impl JobController {
             return Ok(());
         }
         if !self.expectations_satisfied(uid) {
+            // Look again when the expectations expire, in case an event never comes.
+            self.inner
+                .queue
+                .add_after(key.clone(), ctx.config.timing.expectations_timeout);
             return Ok(());
         }
         let (ns, name) = key.clone();
@@ -906,17 +910,8 @@ impl JobController {
             if finished_now {
                 let fin = if t.complete { "Complete" } else { "Failed" };
                 set_condition(&mut conditions, fin, "True", &t.reason, &t.message, now);
-                st.finished = true;
                 if t.complete {
                     completion_time = Some(to_time(now));
-                    ctx.recorder.record(
-                        job.as_ref(),
-                        COMPONENT,
-                        None,
-                        EventType::Normal,
-                        "Completed",
-                        "Job completed".into(),
-                    );
                 }
             }
         }
@@ -950,6 +945,20 @@ impl JobController {
                 &Patch::Merge(serde_json::json!({ "status": body })),
             )
             .await?;
+        }
+        // Only a written terminal condition ends the Job's syncs (a failed write is retried).
+        if finished_now {
+            st.finished = true;
+            if st.target.as_ref().is_some_and(|t| t.complete) {
+                ctx.recorder.record(
+                    job.as_ref(),
+                    COMPONENT,
+                    None,
+                    EventType::Normal,
+                    "Completed",
+                    "Job completed".into(),
+                );
+            }
         }
         if let Some(at) = requeue_at {
             self.inner.queue.add_at(key.clone(), at);

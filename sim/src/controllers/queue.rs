@@ -225,6 +225,53 @@ where
 mod tests {
     use super::*;
 
+    fn timed() -> (WorkQueue<u32>, tokio_util::sync::CancellationToken) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let q = WorkQueue {
+            state: Arc::new(Mutex::new(State {
+                queue: VecDeque::new(),
+                dirty: HashSet::new(),
+                processing: HashSet::new(),
+                failures: HashMap::new(),
+            })),
+            notify: Arc::new(Notify::new()),
+            delayed: tx,
+        };
+        let cancel = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(run_timer(q.clone(), rx, cancel.clone()));
+        (q, cancel)
+    }
+
+    #[tokio::test]
+    async fn delayed_adds_fire_and_the_earliest_wins() {
+        let (q, cancel) = timed();
+        for round in 0..20u32 {
+            q.add_after(1, Duration::from_millis(40));
+            q.add_after(1, Duration::from_millis(5));
+            q.add_after(2, Duration::from_millis(5 + u64::from(round % 3)));
+            let start = Instant::now();
+            let a = tokio::time::timeout(Duration::from_secs(2), q.get())
+                .await
+                .expect("fires");
+            let b = tokio::time::timeout(Duration::from_secs(2), q.get())
+                .await
+                .expect("fires");
+            assert!(
+                start.elapsed() < Duration::from_millis(35),
+                "earliest wake wins"
+            );
+            let mut got = [a, b];
+            got.sort();
+            assert_eq!(got, [1, 2]);
+            q.done(&1, false);
+            q.done(&2, false);
+            // The later wake of key 1 was dropped, not left pending.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(q.len(), 0, "round {round}");
+        }
+        cancel.cancel();
+    }
+
     fn bare() -> WorkQueue<u32> {
         let (tx, _rx) = mpsc::unbounded_channel();
         WorkQueue {

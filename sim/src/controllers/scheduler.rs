@@ -452,7 +452,6 @@ impl Scheduler {
                     st.unschedulable.insert(key.clone());
                     let message = unschedulable_message(total, &per_node, preemption_helps);
                     let repeat = st.reported.get(&key) == Some(&message);
-                    st.reported.insert(key.clone(), message.clone());
                     Err((message, repeat))
                 }
             }
@@ -519,6 +518,10 @@ impl Scheduler {
                     })),
                 )
                 .await?;
+                // Remembered only once written, so that a failed write is retried.
+                lock(&self.inner.state)
+                    .reported
+                    .insert(key.clone(), message.clone());
                 ctx.recorder.record(
                     pod.as_ref(),
                     COMPONENT,
