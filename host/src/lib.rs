@@ -5,11 +5,13 @@
 //! API → store/queue → adapter runtime → contract/policy → kube → watcher → store.
 
 pub mod adapters;
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod queue;
 pub mod render;
+pub mod runner;
 pub mod store;
 pub mod task;

@@ -1,0 +1,1 @@
+//! The task runner (in progress).
