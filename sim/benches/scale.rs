@@ -1,6 +1,7 @@
 //! `cargo bench -p taskpod-sim --bench scale`: the simulated cluster's scale benchmark (10,000
 //! Jobs with their pods, then a burst of mixed requests), printing the server-side request
-//! rates. `TASKPOD_BENCH_JOBS` and `TASKPOD_BENCH_CONCURRENCY` override the defaults.
+//! rates. `TASKPOD_BENCH_JOBS`, `TASKPOD_BENCH_CONCURRENCY` and `TASKPOD_BENCH_WORKERS` (controller
+//! workers) override the defaults.
 
 use taskpod_sim::bench::{ScaleOptions, scale};
 
@@ -20,6 +21,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(c) = env_usize("TASKPOD_BENCH_CONCURRENCY")? {
         opts.concurrency = c;
+    }
+    if let Some(w) = env_usize("TASKPOD_BENCH_WORKERS")? {
+        opts.controller_workers = w;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

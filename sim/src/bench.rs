@@ -35,6 +35,8 @@ pub struct ScaleOptions {
     pub burst: Duration,
     /// Give up waiting for completion after this long.
     pub timeout: Duration,
+    /// Concurrent workers per simulated controller (0 = the controllers' default, 8).
+    pub controller_workers: usize,
 }
 
 impl Default for ScaleOptions {
@@ -46,6 +48,7 @@ impl Default for ScaleOptions {
             run_seconds: 0.5,
             burst: Duration::from_secs(5),
             timeout: Duration::from_secs(900),
+            controller_workers: 32,
         }
     }
 }
@@ -162,6 +165,7 @@ pub async fn scale(opts: ScaleOptions) -> Result<ScaleReport, BenchError> {
             nodes,
             behavior,
             timing: Timing::fast(),
+            workers: opts.controller_workers,
             ..Default::default()
         },
         ..Default::default()

@@ -5,16 +5,18 @@
 //!
 //! A resource is identified in the server by its index in [`RESOURCES`] (its "id").
 
+use serde::Deserialize;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Round-trips a JSON object through a typed k8s-openapi struct: decoding errors become
 /// `BadRequest`s; fields dropped by the round trip are unknown to the real schema.
 pub type TypedRoundTrip = fn(&Value) -> Result<Value, serde_json::Error>;
 
-fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_json::Error> {
-    let typed: T = serde_json::from_value(v.clone())?;
+fn roundtrip<T: for<'de> Deserialize<'de> + Serialize>(
+    v: &Value,
+) -> Result<Value, serde_json::Error> {
+    let typed = T::deserialize(v)?;
     serde_json::to_value(typed)
 }
 

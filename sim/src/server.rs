@@ -872,12 +872,7 @@ fn prepare_update(
         let g = cur_v["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         obj["metadata"]["generation"] = json!(g);
     }
-    let mut cur_cmp = cur_v.clone();
-    if let Some(m) = cur_cmp["metadata"].as_object_mut() {
-        m.remove("resourceVersion");
-        m.remove("managedFields");
-    }
-    if cur_cmp == obj {
+    if same_but_version(cur_v, &obj) {
         return Ok(Change::Keep);
     }
     let being_deleted = obj["metadata"].get("deletionTimestamp").is_some();
@@ -889,6 +884,32 @@ fn prepare_update(
         return Ok(Change::Remove(obj));
     }
     Ok(Change::Put(obj))
+}
+
+/// Whether two versions of an object are equal apart from `metadata.resourceVersion` and
+/// `metadata.managedFields` (a no-op write), without copying either.
+fn same_but_version(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let skip = |k: &str| k == "resourceVersion" || k == "managedFields";
+    let meta_eq = match (
+        a.get("metadata").and_then(Value::as_object),
+        b.get("metadata").and_then(Value::as_object),
+    ) {
+        (Some(ma), Some(mb)) => {
+            ma.iter()
+                .filter(|(k, _)| !skip(k))
+                .all(|(k, v)| mb.get(k) == Some(v))
+                && mb.keys().filter(|k| !skip(k)).count() == ma.keys().filter(|k| !skip(k)).count()
+        }
+        (ma, mb) => ma == mb,
+    };
+    meta_eq
+        && a.len() == b.len()
+        && a.iter()
+            .filter(|(k, _)| k.as_str() != "metadata")
+            .all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// An object being deleted with a grace period still running (a bound pod waiting for its
@@ -1279,11 +1300,7 @@ fn delete(
             dry_result = Some(obj);
             return Ok(Change::Keep);
         }
-        let mut cmp = cur.value.clone();
-        if let Some(m) = cmp["metadata"].as_object_mut() {
-            m.remove("resourceVersion");
-        }
-        if cmp == obj {
+        if same_but_version(&cur.value, &obj) {
             return Ok(Change::Keep);
         }
         Ok(Change::Put(obj))
