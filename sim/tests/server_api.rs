@@ -1270,3 +1270,56 @@ async fn pausing_controllers_through_the_control_endpoint() -> Result<()> {
     sim.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn delete_collection_and_table_output() -> Result<()> {
+    let sim = sim().await?;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client(), "default");
+    for (n, l) in [("d1", "x"), ("d2", "x"), ("keep", "y")] {
+        api.create(&PostParams::default(), &cm(n, json!({"grp": l})))
+            .await?;
+    }
+    // kubectl get asks for a meta.k8s.io Table.
+    let req = http::Request::builder()
+        .uri("/api/v1/namespaces/default/configmaps")
+        .header(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(kube::client::Body::empty())?;
+    let resp = no_retry_client(&sim)?.send(req).await?;
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await?
+        .to_bytes();
+    let table: Value = serde_json::from_slice(&bytes)?;
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["columnDefinitions"][0]["name"], "Name");
+    assert_eq!(table["rows"].as_array().map(Vec::len), Some(3));
+    assert_eq!(table["rows"][0]["cells"][0], "d1");
+    assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("grp=x"),
+        )
+        .await?;
+    let names: Vec<String> = deleted
+        .left()
+        .context("the deleted objects are returned")?
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(names, ["d1", "d2"]);
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, ["keep"]);
+    sim.shutdown().await;
+    Ok(())
+}
