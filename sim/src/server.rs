@@ -996,7 +996,7 @@ fn patch_object(
     q: &Query,
 ) -> Result<(Arc<Stored>, Vec<String>, bool), ApiError> {
     let fv = field_validation(q)?;
-    dry_run(q)?;
+    let dry = dry_run(q)?;
     let rt = t.rt();
     let name = t.name.as_deref().unwrap_or("").to_owned();
     if kind == PatchType::Apply {
@@ -1013,6 +1013,7 @@ fn patch_object(
         }
     }
     let mut warnings = Vec::new();
+    let mut dry_result = None;
     let (stored, event) = app.store.update(t.rt_id, t.ns(), &name, |cur| {
         let patched = patch::apply(kind, &cur.value, patch_body)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -1024,8 +1025,26 @@ fn patch_object(
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .is_some();
-        prepare_update(t, cur, typed, explicit_rv)
+        let change = prepare_update(t, cur, typed, explicit_rv)?;
+        if dry {
+            // dryRun=All: everything but the write.
+            if let Change::Put(v) | Change::Remove(v) = change {
+                dry_result = Some(v);
+            }
+            return Ok(Change::Keep);
+        }
+        Ok(change)
     })?;
+    if let Some(mut v) = dry_result {
+        v["metadata"]["resourceVersion"] = json!(stored.rv.to_string());
+        let bytes = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+        let preview = Arc::new(Stored {
+            value: v,
+            bytes,
+            rv: stored.rv,
+        });
+        return Ok((preview, warnings, false));
+    }
     after_write(app, t, &stored, event);
     Ok((stored, warnings, false))
 }

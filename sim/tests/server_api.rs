@@ -1323,3 +1323,44 @@ async fn delete_collection_and_table_output() -> Result<()> {
     sim.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn dry_run_validates_without_writing() -> Result<()> {
+    let sim = sim().await?;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client(), "default");
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let preview = api.create(&dry, &cm("dry", json!({}))).await?;
+    assert_eq!(preview.metadata.name.as_deref(), Some("dry"));
+    assert!(api.get_opt("dry").await?.is_none());
+    let rev = sim.revision();
+    api.create(&PostParams::default(), &cm("dry", json!({})))
+        .await?;
+    let patched = api
+        .patch(
+            "dry",
+            &PatchParams::default().dry_run(),
+            &Patch::Merge(json!({"data": {"k": "preview"}})),
+        )
+        .await?;
+    assert_eq!(
+        patched.data.and_then(|d| d.get("k").cloned()).as_deref(),
+        Some("preview")
+    );
+    let stored = api.get("dry").await?;
+    assert_eq!(
+        stored.data.and_then(|d| d.get("k").cloned()).as_deref(),
+        Some("v")
+    );
+    api.delete("dry", &DeleteParams::default().dry_run())
+        .await?;
+    assert!(api.get_opt("dry").await?.is_some());
+    assert_eq!(sim.revision(), rev + 1, "only the real create wrote");
+    // Invalid objects fail a dry run exactly as a real create.
+    let err = api_status(api.create(&dry, &cm("Bad", json!({}))).await.unwrap_err())?;
+    assert_eq!(err.code, 422);
+    sim.shutdown().await;
+    Ok(())
+}
