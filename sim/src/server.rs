@@ -955,9 +955,8 @@ fn update(
     let (obj, warnings) = decode_typed(rt, &obj, fv)?;
     let name = t.name.as_deref().unwrap_or("");
     if app.store.get(t.rt_id, t.ns(), name).is_none() && t.sub.is_none() {
-        // PUT on a missing object creates it (AllowCreateOnUpdate for these resources is false
-        // in kube-apiserver except for a few kinds; answer NotFound like the real server does
-        // for pods and jobs).
+        // The served kinds do not allow create-on-update (their registry strategies'
+        // AllowCreateOnUpdate is false): a PUT on a missing object is NotFound.
         return Err(ApiError::not_found(rt, name));
     }
     if dry {
