@@ -28,6 +28,14 @@ pub const CONFIG_SCHEMA: &str = r##"{
       "description": "Value of TASK_DIR in the main container (Druid's druid.indexer.task.baseTaskDir).",
       "type": "string", "minLength": 1, "default": "/druid/data"
     },
+    "tlsEnabled": {
+      "description": "Value of the tls.enabled annotation (Druid's druid.enableTlsPort).",
+      "type": "boolean", "default": false
+    },
+    "taskSelectionKey": {
+      "description": "Task context key (in the task JSON's `context`) whose string value names the template to use, overriding the strategy; absent: tasks cannot choose.",
+      "type": "string", "minLength": 1
+    },
     "mainContainer": {
       "description": "Name of the container that runs the peon; default: the container named 'main', else the first.",
       "type": "string", "minLength": 1
@@ -78,6 +86,13 @@ pub struct Config {
     /// How the template is chosen (default: by task type).
     #[serde(default)]
     pub pod_template_select_strategy: SelectStrategy,
+    /// Value of the `tls.enabled` annotation.
+    #[serde(default)]
+    pub tls_enabled: bool,
+    /// Task context key whose value names the template, when tasks may choose (default: they
+    /// may not).
+    #[serde(default)]
+    pub task_selection_key: Option<String>,
 }
 
 impl Default for Config {
@@ -86,6 +101,8 @@ impl Default for Config {
             base_task_dir: default_base_task_dir(),
             main_container: None,
             pod_template_select_strategy: SelectStrategy::default(),
+            tls_enabled: false,
+            task_selection_key: None,
         }
     }
 }
@@ -177,6 +194,11 @@ impl Config {
                 "config.mainContainer: must not be empty; name a container of the template or leave the key out",
             ));
         }
+        if self.task_selection_key.as_deref() == Some("") {
+            return Err(invalid_config(
+                "config.taskSelectionKey: must not be empty; name a task context key (e.g. \"podTemplate\") or leave the key out",
+            ));
+        }
         if let SelectStrategy::SelectorBased { selectors } = &self.pod_template_select_strategy {
             for (i, s) in selectors.iter().enumerate() {
                 if s.selection_key.is_empty() {
@@ -202,6 +224,17 @@ impl Config {
                 .find(|(k, _)| k == name)
                 .map(|(k, v)| (k.as_str(), v.as_str()))
         };
+        if let Some(key) = &self.task_selection_key
+            && let Some(wanted) = task_context_string(&task.payload, key)
+        {
+            return find(&wanted).ok_or_else(|| {
+                taskpod_adapter_sdk::error::invalid_task(format!(
+                    "payload.context.{key}: task `{id}` asks for pod template `{wanted}`, which is not configured (templates: [{names}]); use one of them or drop the key",
+                    id = task.id,
+                    names = templates.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            });
+        }
         let chosen = match &self.pod_template_select_strategy {
             SelectStrategy::TaskType => find(&task.kind),
             SelectStrategy::SelectorBased { selectors } => {
@@ -227,6 +260,17 @@ impl Config {
             }),
         }
     }
+}
+
+/// The string value of `context.{key}` in a task JSON, if present.
+fn task_context_string(payload: &str, key: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        context: BTreeMap<String, serde_json::Value>,
+    }
+    let doc: Doc = serde_json::from_str(payload).ok()?;
+    doc.context.get(key)?.as_str().map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -300,6 +344,27 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("templates.base"), "{err}");
         assert!(err.to_string().contains("index_parallel"), "{err}");
+    }
+
+    #[test]
+    fn task_may_choose_its_template_only_when_allowed() {
+        let t = templates(&["base", "big"]);
+        let mut chooser = task("compact", None);
+        chooser.payload = r#"{"type":"compact","context":{"podTemplate":"big"}}"#.into();
+        assert_eq!(
+            Config::default().select_template(&chooser, &t).unwrap().0,
+            "base"
+        );
+        let c = Config::parse(r#"{"taskSelectionKey": "podTemplate"}"#).unwrap();
+        assert_eq!(c.select_template(&chooser, &t).unwrap().0, "big");
+        chooser.payload = r#"{"context":{"podTemplate":"huge"}}"#.into();
+        let err = c.select_template(&chooser, &t).unwrap_err();
+        assert!(matches!(err, AdapterError::InvalidTask(_)), "{err}");
+        assert!(
+            err.to_string().contains("payload.context.podTemplate"),
+            "{err}"
+        );
+        assert!(Config::parse(r#"{"taskSelectionKey": ""}"#).is_err());
     }
 
     #[test]

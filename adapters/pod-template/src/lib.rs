@@ -10,8 +10,8 @@
 //!   `druid.task.type`, `druid.task.group.id`, `druid.task.datasource` (sanitised label values),
 //!   after the host's configured labels;
 //! - annotations on the Job and its pod: `task.id` (the original id), `task.type`,
-//!   `task.group.id`, `task.datasource`, `task.jobTemplate`, after the host's configured
-//!   annotations; on the pod also `task`, the gzip+base64 task payload;
+//!   `task.group.id`, `task.datasource`, `tls.enabled` (config `tlsEnabled`), `task.jobTemplate`,
+//!   after the host's configured annotations; on the pod also `task`, the gzip+base64 task payload;
 //! - on the main container: `TASK_ID`, `TASK_DIR`, `TASK_JSON` (a `fieldRef` to the pod's `task`
 //!   annotation) and `DRUID_POD_TEMPLATE`, replacing variables of the same name and keeping the
 //!   template's others;
@@ -19,50 +19,30 @@
 //!   `ttlSecondsAfterFinished` and `terminationGracePeriodSeconds` from the host's limits.
 //!
 //! Everything else in the template (volumes, tolerations, security context, sidecars …) is kept.
-//! A payload whose gzip+base64 form exceeds the inline limit is refused as an invalid task.
+//! A payload whose gzip+base64 form exceeds the inline limit travels in a ConfigMap companion
+//! instead (`TASK_JSON_PATH` replaces `TASK_JSON`; see `taskpod_adapter_sdk::transport`); one
+//! over the ConfigMap limit is refused as an invalid task. Names and the payload transport are
+//! shared with the overlord adapters through `taskpod_adapter_druid`.
 //!
 //! The logic is plain Rust so that it also runs natively: the host calls
 //! `<PodTemplateAdapter as Adapter>::adapt` directly for its native benchmark baseline.
 
 pub mod config;
 
-use serde::de::IgnoredAny;
-use taskpod_adapter_sdk::error::{ErrorContext as _, invalid_task};
-use taskpod_adapter_sdk::k8s::{self, k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use taskpod_adapter_druid as druid;
 use taskpod_adapter_sdk::{
-    Adapter, AdapterError, AdapterInfo, AdapterOutput, Context, Task, log, names, payload,
+    Adapter, AdapterError, AdapterInfo, AdapterOutput, Context, Task, k8s, log,
 };
 
 pub use config::Config;
+pub use druid::{
+    ANNOTATION_JOB_TEMPLATE, ANNOTATION_TASK, ANNOTATION_TASK_DATASOURCE, ANNOTATION_TASK_GROUP_ID,
+    ANNOTATION_TASK_ID, ANNOTATION_TASK_TYPE, ANNOTATION_TLS_ENABLED, ENV_TASK_DIR, ENV_TASK_ID,
+    ENV_TASK_JSON, ENV_TASK_JSON_PATH, LABEL_PEONS, LABEL_TASK_DATASOURCE, LABEL_TASK_GROUP_ID,
+    LABEL_TASK_ID, LABEL_TASK_TYPE,
+};
 
-/// Label set to `"true"` on every Druid peon Job and pod.
-pub const LABEL_PEONS: &str = "druid.k8s.peons";
-/// Label: the task id, sanitised.
-pub const LABEL_TASK_ID: &str = "druid.task.id";
-/// Label: the task type, sanitised.
-pub const LABEL_TASK_TYPE: &str = "druid.task.type";
-/// Label: the task group id, sanitised.
-pub const LABEL_TASK_GROUP_ID: &str = "druid.task.group.id";
-/// Label: the datasource, sanitised.
-pub const LABEL_TASK_DATASOURCE: &str = "druid.task.datasource";
-/// Annotation: the original task id.
-pub const ANNOTATION_TASK_ID: &str = "task.id";
-/// Annotation: the task type.
-pub const ANNOTATION_TASK_TYPE: &str = "task.type";
-/// Annotation: the group id.
-pub const ANNOTATION_TASK_GROUP_ID: &str = "task.group.id";
-/// Annotation: the datasource.
-pub const ANNOTATION_TASK_DATASOURCE: &str = "task.datasource";
-/// Annotation: the name of the template the Job was built from.
-pub const ANNOTATION_JOB_TEMPLATE: &str = "task.jobTemplate";
-/// Pod annotation holding the gzip+base64 task payload.
-pub const ANNOTATION_TASK: &str = "task";
-/// Environment variable: the task id.
-pub const ENV_TASK_ID: &str = "TASK_ID";
-/// Environment variable: the task directory.
-pub const ENV_TASK_DIR: &str = "TASK_DIR";
-/// Environment variable: the task payload (from the `task` annotation).
-pub const ENV_TASK_JSON: &str = "TASK_JSON";
 /// Environment variable: the name of the template used.
 pub const ENV_POD_TEMPLATE: &str = "DRUID_POD_TEMPLATE";
 
@@ -91,22 +71,10 @@ impl Adapter for PodTemplateAdapter {
     }
 }
 
-/// Builds the Job for `task` with an already parsed configuration.
+/// Builds the Job (and a payload ConfigMap when the payload spills) for `task` with an already
+/// parsed configuration.
 pub fn build(task: &Task, ctx: &Context, config: &Config) -> Result<AdapterOutput, AdapterError> {
-    if task.id.is_empty() {
-        return Err(invalid_task("id: the task has no id"));
-    }
-    serde_json::from_str::<IgnoredAny>(&task.payload).invalid_task_at("payload")?;
-
-    let encoded = payload::encode(&task.payload);
-    let limit = ctx.limits.max_inline_payload as usize;
-    if encoded.len() > limit {
-        return Err(invalid_task(format!(
-            "payload: task `{}` is {} characters as gzip+base64, over the inline limit of {limit}; shrink the task or raise the host's max inline payload",
-            task.id,
-            encoded.len()
-        )));
-    }
+    druid::check_task(task)?;
 
     let (template_name, template_json) = config.select_template(task, &ctx.templates)?;
     log::debug(&format!(
@@ -117,29 +85,11 @@ pub fn build(task: &Task, ctx: &Context, config: &Config) -> Result<AdapterOutpu
 
     let mut job = k8s::job_from_template(&ctx.job_name, &ctx.namespace, template);
 
-    let mut labels: Vec<(&str, String)> = Vec::with_capacity(5);
-    labels.push((LABEL_PEONS, "true".to_owned()));
-    labels.push((LABEL_TASK_ID, names::task_id_label(&task.id)));
-    labels.push((LABEL_TASK_TYPE, names::sanitize_label_value(&task.kind)));
-    if let Some(group) = &task.group_id {
-        labels.push((LABEL_TASK_GROUP_ID, names::task_id_label(group)));
-    }
-    if let Some(ds) = &task.datasource {
-        labels.push((LABEL_TASK_DATASOURCE, names::sanitize_label_value(ds)));
-    }
+    let labels = druid::peon_labels(task);
+    let mut annotations = druid::peon_annotations(task, config.tls_enabled);
+    annotations.push((ANNOTATION_JOB_TEMPLATE, template_name.to_owned()));
 
-    let mut annotations: Vec<(&str, &str)> = Vec::with_capacity(5);
-    annotations.push((ANNOTATION_TASK_ID, &task.id));
-    annotations.push((ANNOTATION_TASK_TYPE, &task.kind));
-    if let Some(group) = &task.group_id {
-        annotations.push((ANNOTATION_TASK_GROUP_ID, group));
-    }
-    if let Some(ds) = &task.datasource {
-        annotations.push((ANNOTATION_TASK_DATASOURCE, ds));
-    }
-    annotations.push((ANNOTATION_JOB_TEMPLATE, template_name));
-
-    decorate(&mut job.metadata, ctx, &labels, &annotations);
+    druid::decorate(&mut job.metadata, ctx, &labels, &annotations);
 
     let spec = job
         .spec
@@ -149,57 +99,37 @@ pub fn build(task: &Task, ctx: &Context, config: &Config) -> Result<AdapterOutpu
         .template
         .metadata
         .get_or_insert_with(ObjectMeta::default);
-    decorate(pod_meta, ctx, &labels, &annotations);
-    k8s::merge_annotations(pod_meta, [(ANNOTATION_TASK, encoded)]);
+    druid::decorate(pod_meta, ctx, &labels, &annotations);
 
     let pod = spec
         .template
         .spec
         .as_mut()
         .expect("parse_pod_template checks the pod spec");
-    let main =
-        k8s::main_container_mut(pod, config.main_container.as_deref()).map_err(|e| match e {
+    let main_index =
+        k8s::main_container_index(pod, config.main_container.as_deref()).map_err(|e| match e {
             AdapterError::InvalidConfig(m) => {
                 AdapterError::InvalidConfig(format!("templates.{template_name}: {m}"))
             }
             other => other,
         })?;
+    let main = &mut pod.containers[main_index];
     k8s::set_env(main, k8s::env_value(ENV_TASK_ID, task.id.as_str()));
     k8s::set_env(
         main,
         k8s::env_value(ENV_TASK_DIR, config.base_task_dir.as_str()),
     );
-    k8s::set_env(
-        main,
-        k8s::env_field_ref(ENV_TASK_JSON, "metadata.annotations['task']"),
-    );
+    // Placeholder in Druid's position; attach_payload replaces it (or swaps it for
+    // TASK_JSON_PATH when the payload spills).
+    k8s::set_env(main, taskpod_adapter_sdk::transport::inline_env());
     k8s::set_env(main, k8s::env_value(ENV_POD_TEMPLATE, template_name));
 
+    let companion = druid::attach_payload(&mut job, main_index, task, ctx)?;
     k8s::apply_limits(&mut job, &ctx.limits);
-    k8s::job_output(&job)
-}
-
-/// Host labels and annotations first, then Druid's (which win on a clash).
-fn decorate(
-    meta: &mut ObjectMeta,
-    ctx: &Context,
-    labels: &[(&str, String)],
-    annotations: &[(&str, &str)],
-) {
-    k8s::merge_labels(
-        meta,
-        ctx.labels
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .chain(labels.iter().map(|(k, v)| (*k, v.as_str()))),
-    );
-    k8s::merge_annotations(
-        meta,
-        ctx.annotations
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .chain(annotations.iter().copied()),
-    );
+    match companion {
+        Some(cm) => k8s::output(&job, &[cm]),
+        None => k8s::job_output(&job),
+    }
 }
 
 taskpod_adapter_sdk::export_adapter!(PodTemplateAdapter);

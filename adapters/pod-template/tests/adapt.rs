@@ -377,29 +377,84 @@ fn debug_jobs_have_no_ttl() {
     );
 }
 
-#[test]
-fn oversize_payload_is_an_invalid_task() {
+/// A task of `n` distinct numbers: barely compressible, so its gzip+base64 form is large.
+fn incompressible_task(n: u64) -> Task {
     let mut task = druid_task();
-    // Incompressible content: distinct numbers.
-    let numbers: Vec<String> = (0..10_000u64)
+    let numbers: Vec<String> = (0..n)
         .map(|i| (i.wrapping_mul(2_654_435_761) % 1_000_003).to_string())
         .collect();
     task.payload = format!(
         r#"{{"type":"index_parallel","blob":[{}]}}"#,
         numbers.join(",")
     );
+    task
+}
+
+#[test]
+fn oversize_payload_spills_into_a_configmap() {
+    let task = incompressible_task(10_000);
     let mut ctx = context(&task, vec![("base".into(), base_template())]);
     ctx.limits.max_inline_payload = 10_000;
+    let out = PodTemplateAdapter::adapt(&task, &ctx).unwrap();
+    assert_eq!(out.companions.len(), 1);
+    let cm: Value = serde_json::from_str(&out.companions[0]).unwrap();
+    assert_eq!(cm["kind"], "ConfigMap");
+    assert_eq!(cm["metadata"]["name"], format!("{}-payload", ctx.job_name));
+    assert_eq!(cm["metadata"]["labels"]["druid.k8s.peons"], "true");
+    assert_eq!(
+        payload::decode(cm["data"]["task"].as_str().unwrap()).unwrap(),
+        task.payload
+    );
+    let job: Value = serde_json::from_str(&out.job).unwrap();
+    let pod = &job["spec"]["template"];
+    assert!(pod["metadata"]["annotations"].get("task").is_none());
+    let main = &pod["spec"]["containers"][0];
+    assert_eq!(
+        env(main, "TASK_JSON_PATH")["value"],
+        "/var/run/taskpod/payload/task"
+    );
+    assert!(
+        main["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["name"] != "TASK_JSON")
+    );
+    let volume = pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "taskpod-payload")
+        .unwrap();
+    assert_eq!(volume["configMap"]["name"], cm["metadata"]["name"]);
+    assert!(
+        main["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "taskpod-payload" && m["readOnly"] == true)
+    );
+
+    ctx.limits.max_inline_payload = payload::MAX_INLINE_PAYLOAD as u32;
+    assert!(
+        PodTemplateAdapter::adapt(&task, &ctx)
+            .unwrap()
+            .companions
+            .is_empty()
+    );
+}
+
+#[test]
+fn payload_over_the_configmap_limit_is_an_invalid_task() {
+    let task = incompressible_task(400_000);
+    let ctx = context(&task, vec![("base".into(), base_template())]);
     let err = PodTemplateAdapter::adapt(&task, &ctx).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, AdapterError::InvalidTask(_)), "{msg}");
     assert!(
-        msg.contains("10000") && msg.contains("gzip+base64"),
+        msg.contains("gzip+base64") && msg.contains("130048") && msg.contains("1048576"),
         "{msg}"
     );
-
-    ctx.limits.max_inline_payload = payload::MAX_INLINE_PAYLOAD as u32;
-    assert!(PodTemplateAdapter::adapt(&task, &ctx).is_ok());
 }
 
 #[test]

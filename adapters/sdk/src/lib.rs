@@ -13,6 +13,7 @@
 //! | [`names`] | DNS-1123 names, label values and keys, Druid's deterministic [`names::job_name`] |
 //! | [`payload`] | gzip+base64 task payloads (Druid's `task` annotation) |
 //! | [`k8s`] | typed PodTemplate → Job helpers on `k8s-openapi` (re-exported as [`k8s::k8s_openapi`]) |
+//! | [`transport`] | payload inline (annotation + `TASK_JSON`) or spilled into a ConfigMap companion |
 //! | [`error`] | error constructors and [`error::ErrorContext`] to name the failing field |
 //! | [`log`] | logging through the host (natively: a buffer tests can read) |
 //!
@@ -96,6 +97,7 @@ pub mod k8s;
 pub mod log;
 pub mod names;
 pub mod payload;
+pub mod transport;
 pub mod types;
 
 #[cfg(target_arch = "wasm32")]
