@@ -288,22 +288,23 @@ pub fn build(task: &Task, ctx: &Context, config: &Config) -> Result<AdapterOutpu
     if !selector.is_empty() {
         pod["nodeSelector"] = json!(selector);
     }
+    let mut meta = json!({ "name": ctx.job_name, "namespace": ctx.namespace, "labels": labels });
+    let mut pod_meta = json!({ "labels": labels });
+    if !annotations.is_empty() {
+        meta["annotations"] = Value::Object(annotations.clone());
+        pod_meta["annotations"] = Value::Object(annotations);
+    }
     let job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": ctx.job_name,
-            "namespace": ctx.namespace,
-            "labels": labels,
-            "annotations": annotations,
-        },
+        "metadata": meta,
         "spec": {
             "completionMode": "Indexed",
             "completions": count,
             "parallelism": count,
             "backoffLimit": config.backoff_limit,
             "template": {
-                "metadata": { "labels": labels, "annotations": annotations },
+                "metadata": pod_meta,
                 "spec": pod,
             },
         },

@@ -341,12 +341,25 @@ pub fn build(task: &Task, ctx: &Context, config: &Config) -> Result<AdapterOutpu
 /// Object metadata: name, namespace, the host's labels then Teraslice's and the job's (which win
 /// on a clash), the host's annotations.
 fn object_meta(name: &str, role: Role, names: &Names, job: &TerasliceJob, ctx: &Context) -> Value {
-    json!({
+    let mut meta = json!({
         "name": name,
         "namespace": ctx.namespace,
         "labels": all_labels(role, names, job, ctx, false),
-        "annotations": ctx.annotations.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<Map<_, _>>(),
-    })
+    });
+    add_annotations(&mut meta, ctx);
+    meta
+}
+
+/// The host's annotations, when it has any (no empty map otherwise).
+fn add_annotations(meta: &mut Value, ctx: &Context) {
+    if !ctx.annotations.is_empty() {
+        meta["annotations"] = ctx
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect::<Map<_, _>>()
+            .into();
+    }
 }
 
 /// Labels of an object (`pod: false`) or of a pod template (`pod: true`, which adds the stateful
@@ -550,21 +563,16 @@ fn pod_template(
         lodash_merge(&mut pod, overlay);
     }
 
-    json!({
-        "metadata": {
-            "labels": all_labels(role, names, job, ctx, true),
-            "annotations": ctx.annotations.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<Map<_, _>>(),
-        },
-        "spec": pod,
-    })
+    let mut meta = json!({ "labels": all_labels(role, names, job, ctx, true) });
+    add_annotations(&mut meta, ctx);
+    json!({ "metadata": meta, "spec": pod })
 }
 
 /// Worker or execution controller resources, and the memory limit that sizes `NODE_OPTIONS`.
 fn resources(role: Role, job: &TerasliceJob, config: &Config) -> (Value, Option<Quantity>) {
     let mut requests = Map::new();
     let mut limits = Map::new();
-    let max_memory;
-    match role {
+    let max_memory = match role {
         Role::Worker if job.uses_new_resources() => {
             let set = |m: &mut Map<String, Value>, key: &str, q: &Option<Quantity>| {
                 if let Some(q) = q {
@@ -575,7 +583,7 @@ fn resources(role: Role, job: &TerasliceJob, config: &Config) -> (Value, Option<
             set(&mut limits, "cpu", &job.resources_limits_cpu);
             set(&mut requests, "memory", &job.resources_requests_memory);
             set(&mut limits, "memory", &job.resources_limits_memory);
-            max_memory = job.resources_limits_memory.clone();
+            job.resources_limits_memory.clone()
         }
         Role::Worker => {
             if let Some(cpu) = job.cpu.as_ref().or(config.cpu.as_ref()) {
@@ -587,7 +595,7 @@ fn resources(role: Role, job: &TerasliceJob, config: &Config) -> (Value, Option<
                 requests.insert("memory".into(), memory.to_k8s().into());
                 limits.insert("memory".into(), memory.to_k8s().into());
             }
-            max_memory = memory.cloned();
+            memory.cloned()
         }
         Role::ExecutionController => {
             let cpu = job
@@ -606,9 +614,9 @@ fn resources(role: Role, job: &TerasliceJob, config: &Config) -> (Value, Option<
                 m.insert("cpu".into(), cpu.to_k8s().into());
                 m.insert("memory".into(), memory.to_k8s().into());
             }
-            max_memory = Some(memory);
+            Some(memory)
         }
-    }
+    };
     let mut out = Map::new();
     if !limits.is_empty() {
         out.insert("limits".into(), Value::Object(limits));
