@@ -408,6 +408,9 @@ pub fn build(
                 ))
             })?,
     };
+    if mode == Mode::Multi && config.sidecars == Sidecars::Kubexit {
+        check_sidecar_commands(&pod, primary)?;
+    }
     let main = pod.containers.remove(primary);
     pod.containers.insert(0, main);
     if mode == Mode::Single {
@@ -488,6 +491,8 @@ fn setup_main(
     k8s::set_env(main, k8s::env_value("JAVA_OPTS", java_opts.join(" ")));
     k8s::set_env(main, k8s::env_field_ref("druid_host", "status.podIP"));
     k8s::set_env(main, k8s::env_field_ref("HOSTNAME", "metadata.name"));
+    // TASK_JSON in Druid's position; attach_payload keeps it or swaps it for TASK_JSON_PATH.
+    k8s::set_env(main, taskpod_adapter_sdk::transport::inline_env());
     if !config.peon_monitors.is_empty() {
         let monitors =
             serde_json::to_string(&config.peon_monitors).unwrap_or_else(|_| "[]".to_owned());
@@ -506,16 +511,23 @@ fn setup_main(
     }
 }
 
-/// Druid's kubexit wiring (`MultiContainerTaskAdapter.addSideCarTerminationSupport`).
-fn kubexit(pod: &mut PodSpec, image: &str) -> Result<(), AdapterError> {
-    for (i, c) in pod.containers.iter().enumerate().skip(1) {
-        if c.command.as_ref().is_none_or(Vec::is_empty) {
+/// Refuses a sidecar (any container but the primary, at index `primary` of the host's pod)
+/// without an explicit command: kubexit wraps the command line, and an image's ENTRYPOINT
+/// cannot be known from the pod spec.
+fn check_sidecar_commands(pod: &PodSpec, primary: usize) -> Result<(), AdapterError> {
+    for (i, c) in pod.containers.iter().enumerate() {
+        if i != primary && c.command.as_ref().is_none_or(Vec::is_empty) {
             return Err(invalid_config(format!(
                 "basePod.spec.containers[{i}] (`{}`): a sidecar needs an explicit `command` for overlord-multi with kubexit: its command line is wrapped by kubexit and the image's ENTRYPOINT cannot be known from the pod spec (args alone are not enough). Add `command: [...]` to this sidecar in the overlord's pod spec — even for sidecars injected by a service mesh such as Istio — or set the adapter's `sidecars: native` (Kubernetes ≥ 1.29)",
                 c.name
             )));
         }
     }
+    Ok(())
+}
+
+/// Druid's kubexit wiring (`MultiContainerTaskAdapter.addSideCarTerminationSupport`).
+fn kubexit(pod: &mut PodSpec, image: &str) -> Result<(), AdapterError> {
     let volumes = pod.volumes.get_or_insert_with(Vec::new);
     for taken in ["graveyard", "kubexit"] {
         if volumes.iter().any(|v| v.name == taken) {
