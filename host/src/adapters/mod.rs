@@ -38,7 +38,11 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 pub const BUILTIN_PREFIX: &str = "builtin:";
 
 /// The built-in adapters embedded in the binary, by name.
-pub const BUILTINS: &[(&str, &[u8])] = &[("pod-template", guests::POD_TEMPLATE)];
+pub const BUILTINS: &[(&str, &[u8])] = &[
+    ("pod-template", guests::POD_TEMPLATE),
+    ("teraslice", guests::TERASLICE),
+    ("samza", guests::SAMZA),
+];
 
 /// Result alias of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
