@@ -56,6 +56,8 @@ pub struct Report {
     pub sandboxed: Latency,
     /// Native call.
     pub native: Latency,
+    /// A fresh instance and the smallest call (`info`): the fixed cost of isolation.
+    pub overhead: Latency,
 }
 
 impl Report {
@@ -86,6 +88,12 @@ impl fmt::Display for Report {
             us(self.native.p50),
             us(self.native.p99),
             us(self.native.mean)
+        )?;
+        writeln!(
+            f,
+            "  sandbox overhead (fresh instance + `info` call): p50 {:>8.1} µs   p99 {:>8.1} µs",
+            us(self.overhead.p50),
+            us(self.overhead.p99)
         )?;
         writeln!(f, "  ratio sandboxed/native (p50): {:.2}x", self.ratio())?;
         writeln!(
@@ -158,10 +166,18 @@ pub fn adapters(iterations: usize, warmup: usize) -> Result<Report, BenchError> 
         native.push(start.elapsed());
     }
 
+    let mut overhead = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let start = Instant::now();
+        std::hint::black_box(adapter.call_info()?);
+        overhead.push(start.elapsed());
+    }
+
     Ok(Report {
         iterations,
         sandboxed: latency(sandboxed),
         native: latency(native),
+        overhead: latency(overhead),
     })
 }
 
