@@ -168,6 +168,14 @@ impl Sim {
         let (stop, stopped) = oneshot::channel::<()>();
         let router = server::router(app.clone());
         let server = tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            // Watch and log streams are many small writes: without TCP_NODELAY, Nagle's
+            // algorithm and delayed ACKs hold each event back by up to 40 ms.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY on an API connection");
+                }
+            });
             let result = axum::serve(listener, router)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
