@@ -74,6 +74,32 @@ pub struct ScaleReport {
     pub burst_requests: u64,
     /// Length of the burst.
     pub burst_time: Duration,
+    /// CPU time the whole process (server, controllers, clients) used during the lifecycle
+    /// phase, when the platform reports it (Linux `/proc/self/stat`).
+    pub lifecycle_cpu: Option<Duration>,
+    /// CPU time the process used during the burst.
+    pub burst_cpu: Option<Duration>,
+}
+
+/// CPU time (user + system, all threads) of this process so far, from `/proc/self/stat`
+/// (fields 14 and 15, in USER_HZ = 100 ticks per second, fixed by the Linux ABI). `None`
+/// elsewhere.
+pub fn process_cpu_time() -> Option<Duration> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// utime + stime of a `/proc/PID/stat` line.
+fn parse_proc_stat(stat: &str) -> Option<Duration> {
+    // The command name (field 2) is parenthesised and may contain spaces: split after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+fn cpu_since(start: Option<Duration>) -> Option<Duration> {
+    Some(process_cpu_time()?.saturating_sub(start?))
 }
 
 impl ScaleReport {
@@ -103,12 +129,27 @@ impl std::fmt::Display for ScaleReport {
             self.lifecycle_requests,
             self.lifecycle_rps()
         )?;
-        write!(
+        writeln!(
             f,
             "burst (get, list by label, merge patch): {} requests in {:.1} s, {:.0} requests/s",
             self.burst_requests,
             self.burst_time.as_secs_f64(),
             self.burst_rps()
+        )?;
+        let per_cpu = |n: u64, cpu: Option<Duration>| {
+            cpu.map_or("n/a".to_owned(), |c| {
+                format!(
+                    "{:.1} CPU-s, {:.0} requests per CPU-second",
+                    c.as_secs_f64(),
+                    n as f64 / c.as_secs_f64().max(1e-9)
+                )
+            })
+        };
+        write!(
+            f,
+            "process CPU: lifecycle {}; burst {}",
+            per_cpu(self.lifecycle_requests, self.lifecycle_cpu),
+            per_cpu(self.burst_requests, self.burst_cpu)
         )
     }
 }
@@ -205,6 +246,7 @@ async fn run(sim: &Sim, opts: &ScaleOptions) -> Result<ScaleReport, BenchError> 
     });
 
     let started = Instant::now();
+    let cpu_start = process_cpu_time();
     let creates = futures::stream::iter(0..opts.jobs)
         .map(|i| {
             let jobs = jobs.clone();
@@ -233,6 +275,7 @@ async fn run(sim: &Sim, opts: &ScaleOptions) -> Result<ScaleReport, BenchError> 
             Err(_) => 0,
         };
     let lifecycle_time = started.elapsed();
+    let lifecycle_cpu = cpu_since(cpu_start);
     let lifecycle_requests = counters.total_requests();
     if completed < opts.jobs {
         return Err(BenchError::Timeout {
@@ -248,6 +291,7 @@ async fn run(sim: &Sim, opts: &ScaleOptions) -> Result<ScaleReport, BenchError> 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let before = counters.total_requests();
     let burst_start = Instant::now();
+    let burst_cpu_start = process_cpu_time();
     let deadline = burst_start + opts.burst;
     let workers = (0..opts.concurrency.max(1)).map(|w| {
         let jobs = jobs.clone();
@@ -281,6 +325,7 @@ async fn run(sim: &Sim, opts: &ScaleOptions) -> Result<ScaleReport, BenchError> 
     });
     futures::future::try_join_all(workers).await?;
     let burst_time = burst_start.elapsed();
+    let burst_cpu = cpu_since(burst_cpu_start);
     let burst_requests = counters.total_requests() - before;
     Ok(ScaleReport {
         jobs: opts.jobs,
@@ -292,5 +337,20 @@ async fn run(sim: &Sim, opts: &ScaleOptions) -> Result<ScaleReport, BenchError> 
         lifecycle_requests,
         burst_requests,
         burst_time,
+        lifecycle_cpu,
+        burst_cpu,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_cpu_fields_are_read_after_the_command_name() {
+        let line =
+            "4242 (scale bench) R 1 4242 4242 0 -1 4194304 100 0 0 0 250 75 0 0 20 0 9 0 1 2 3";
+        assert_eq!(parse_proc_stat(line), Some(Duration::from_millis(3250)));
+        assert_eq!(parse_proc_stat("garbage"), None);
+    }
 }
