@@ -59,10 +59,12 @@ pub struct RenderArgs {
     /// Druid runtime.properties to import instead of a taskpod config.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub druid_properties: Option<PathBuf>,
-    /// The task: a taskpod task envelope or a raw Druid task (JSON).
+    /// The task: a taskpod task envelope or a raw Druid task (JSON), or a Samza job config
+    /// (a `.properties` file).
     #[arg(long, value_name = "FILE")]
     pub task: PathBuf,
-    /// Write the YAML here instead of standard output.
+    /// Write the YAML here instead of standard output (for a Samza job config, the file its
+    /// `kubernetes.resources.out` names is the default, relative to the `.properties` file).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
@@ -181,13 +183,18 @@ pub fn load_config(
     }
 }
 
-/// Reads and validates a task file.
+/// Reads and validates a task file: JSON, or a Samza job config when it ends in `.properties`.
 pub fn read_task(path: &Path) -> Result<SubmittedTask, CliError> {
     let text = std::fs::read_to_string(path).map_err(|error| CliError::ReadTask {
         path: path.to_path_buf(),
         error,
     })?;
-    SubmittedTask::parse(&text).map_err(|error| CliError::Task {
+    let parsed = if path.extension().is_some_and(|e| e == "properties") {
+        SubmittedTask::from_properties(&text)
+    } else {
+        SubmittedTask::parse(&text)
+    };
+    parsed.map_err(|error| CliError::Task {
         path: path.to_path_buf(),
         error,
     })
@@ -210,12 +217,37 @@ fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<(), CliError> {
         what: "YAML".to_owned(),
         error: std::io::Error::other(e),
     })?;
-    match &args.out {
-        Some(path) => std::fs::write(path, yaml).map_err(|error| CliError::Write {
+    // A Samza job config names its own resources file (samza_kubernetes'
+    // `kubernetes.resources.out`), relative to the .properties file; --out wins.
+    let resources_out = task.resources_out().map(|file| {
+        let file = PathBuf::from(file);
+        match args.task.parent() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file,
+        }
+    });
+    match (&args.out, resources_out) {
+        (Some(path), _) => std::fs::write(path, yaml).map_err(|error| CliError::Write {
             what: path.display().to_string(),
             error,
         }),
-        None => out
+        (None, Some(path)) => {
+            std::fs::write(&path, yaml).map_err(|error| CliError::Write {
+                what: path.display().to_string(),
+                error,
+            })?;
+            writeln!(
+                out,
+                "wrote {} (kubernetes.resources.out); create the resources with: kubectl create -f {}",
+                path.display(),
+                path.display()
+            )
+            .map_err(|error| CliError::Write {
+                what: "standard output".to_owned(),
+                error,
+            })
+        }
+        (None, None) => out
             .write_all(yaml.as_bytes())
             .map_err(|error| CliError::Write {
                 what: "standard output".to_owned(),

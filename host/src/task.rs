@@ -6,7 +6,9 @@
 //! (no `payload` key): `id` and `type` are required, `groupId`, `dataSource` and
 //! `context.tags` are read, and the whole document is the payload. [`SubmittedTask::parse`]
 //! validates either form with errors naming the field; [`SubmittedTask::to_sdk`] gives the
-//! record adapters receive.
+//! record adapters receive. A Samza job config (`.properties`) is read by
+//! [`SubmittedTask::from_properties`] into a task whose payload is the properties as one JSON
+//! object (the `samza` adapter's input).
 
 use std::collections::BTreeMap;
 
@@ -281,9 +283,182 @@ fn parse_druid(doc: &Map<String, Value>, text: &str) -> Result<SubmittedTask, Ta
     })
 }
 
+/// Task type of a Samza job config read by [`SubmittedTask::from_properties`].
+pub const SAMZA_TASK_TYPE: &str = "samza";
+
+/// Property naming where `taskpod render` writes a Samza job's resources (samza_kubernetes'
+/// `kubernetes.resources.out`).
+pub const SAMZA_RESOURCES_OUT: &str = "kubernetes.resources.out";
+
+impl SubmittedTask {
+    /// Reads a Samza job config (`.properties`, Java's format: `key=value`, `key: value` or
+    /// `key value`, `#`/`!` comments, `\` line continuations and escapes) as a task: type
+    /// [`SAMZA_TASK_TYPE`], id `<job.name>-<job.id>` (`job.id` defaults to 1, as in Samza), and
+    /// the properties as a JSON object of strings for the payload.
+    pub fn from_properties(text: &str) -> Result<SubmittedTask, TaskError> {
+        let props = parse_properties(text)?;
+        let name = props
+            .get("job.name")
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| field("job.name", "missing; a Samza job config must name its job"))?;
+        let job_id = props.get("job.id").map(String::as_str).unwrap_or("1");
+        let payload = Value::Object(
+            props
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        );
+        let task = SubmittedTask {
+            id: format!("{name}-{job_id}"),
+            kind: SAMZA_TASK_TYPE.to_owned(),
+            tenant: DEFAULT_TENANT.to_owned(),
+            group_id: None,
+            datasource: None,
+            payload: payload.to_string(),
+            labels: BTreeMap::new(),
+            tags: Vec::new(),
+            priority: 0,
+        };
+        task.validate()?;
+        Ok(task)
+    }
+
+    /// For a Samza task: the file its `kubernetes.resources.out` property names, if any.
+    pub fn resources_out(&self) -> Option<String> {
+        if self.kind != SAMZA_TASK_TYPE {
+            return None;
+        }
+        let payload: Value = serde_json::from_str(&self.payload).ok()?;
+        payload
+            .get(SAMZA_RESOURCES_OUT)?
+            .as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    }
+}
+
+/// Parses Java `.properties` text into keys and values (a later key wins, as in Java).
+pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, TaskError> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((number, first)) = lines.next() {
+        let trimmed = first.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!') {
+            continue;
+        }
+        // Join continuation lines: an odd number of trailing backslashes continues the line.
+        let mut logical = String::from(trimmed);
+        while ends_with_continuation(&logical) {
+            logical.pop();
+            match lines.next() {
+                Some((_, next)) => logical.push_str(next.trim_start()),
+                None => break,
+            }
+        }
+        let (key, value) = split_property(&logical);
+        let key = unescape(key).map_err(|m| field(&format!("line {}", number + 1), &m))?;
+        let value = unescape(value).map_err(|m| field(&format!("line {}", number + 1), &m))?;
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+fn ends_with_continuation(line: &str) -> bool {
+    line.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1
+}
+
+/// Splits at the first unescaped `=`, `:` or whitespace (whitespace around the separator is
+/// dropped).
+fn split_property(line: &str) -> (&str, &str) {
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '=' | ':' => return (&line[..i], line[i + 1..].trim_start()),
+            c if c.is_whitespace() => {
+                let rest = line[i..].trim_start();
+                let rest = rest.strip_prefix(['=', ':']).map_or(rest, str::trim_start);
+                return (&line[..i], rest);
+            }
+            _ => {}
+        }
+    }
+    (line, "")
+}
+
+fn unescape(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                let code = u32::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == 4)
+                    .and_then(char::from_u32)
+                    .ok_or_else(|| {
+                        format!("bad unicode escape \\u{hex}; write \\u followed by 4 hex digits")
+                    })?;
+                out.push(code);
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn properties_follow_javas_format() {
+        let text = "# comment\n! also a comment\n  job.name = wiki feed\njob.id:2\nkey\\ with\\ space value here\n\
+                    multi=a,\\\n     b\nempty=\nunicode=caf\\u00e9\ntab=a\\tb\nlast=1\nlast=2\n";
+        let p = parse_properties(text).unwrap();
+        assert_eq!(p["job.name"], "wiki feed");
+        assert_eq!(p["job.id"], "2");
+        assert_eq!(p["key with space"], "value here");
+        assert_eq!(p["multi"], "a,b");
+        assert_eq!(p["empty"], "");
+        assert_eq!(p["unicode"], "café");
+        assert_eq!(p["tab"], "a\tb");
+        assert_eq!(p["last"], "2");
+        let err = parse_properties("a=\\u12").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn samza_properties_become_a_task() {
+        let task = SubmittedTask::from_properties(
+            "job.name=wikipedia-feed\nkubernetes.pod.count=3\nkubernetes.resources.out=out.yaml\n",
+        )
+        .unwrap();
+        assert_eq!(task.id, "wikipedia-feed-1");
+        assert_eq!(task.kind, SAMZA_TASK_TYPE);
+        let payload: Value = serde_json::from_str(&task.payload).unwrap();
+        assert_eq!(payload["kubernetes.pod.count"], "3");
+        assert_eq!(task.resources_out().as_deref(), Some("out.yaml"));
+        let err = SubmittedTask::from_properties("kubernetes.pod.count=3\n").unwrap_err();
+        assert!(err.to_string().contains("job.name"), "{err}");
+        let druid = SubmittedTask::parse(r#"{"type":"index","id":"t"}"#).unwrap();
+        assert_eq!(druid.resources_out(), None);
+    }
 
     #[test]
     fn raw_druid_task_reads_ids_and_tags() {
