@@ -170,8 +170,10 @@ impl From<RunnerError> for ApiError {
                 field,
                 message: problem,
             },
+            // A conflict is about the task named by `id` (a resubmission that differs, or a
+            // state that forbids the request).
             RunnerError::Conflict { .. } => ApiError::Conflict {
-                field: None,
+                field: Some("id".to_owned()),
                 message: err.to_string(),
             },
             RunnerError::NotFound { id } => ApiError::task_not_found(&id),

@@ -100,7 +100,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/v1/tasks/{id}/log", get(stream::log))
         .route("/v1/events", get(stream::events))
-        .route("/v1/capacity", get(ops::get_capacity).put(ops::put_capacity))
+        .route(
+            "/v1/capacity",
+            get(ops::get_capacity).put(ops::put_capacity),
+        )
         .route("/v1/adapters", get(ops::adapters))
         .route("/v1/render", post(ops::render))
         .route("/healthz", get(ops::healthz))
