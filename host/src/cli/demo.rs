@@ -214,10 +214,10 @@ async fn run(dir: &Path, config: Config, out: &mut dyn Write) -> Result<(), Serv
     say(
         out,
         &format!(
-            "\nWhere to look (everything is under {}):\n  Job YAML ({written} Jobs):  {}/\n  \
-             task logs:             {}/\n  task store (SQLite):   {}\n\
+            "\nWhere to look (everything is under {}):\n  Job YAML ({written} Jobs): {}/\n  \
+             task logs:            {}/\n  task store (SQLite):  {}\n\
              To run it against a cluster you keep: `taskpod sim --kubeconfig k.yaml` in one \
-             terminal,\n  `taskpod serve --config examples/druid/taskpod.yaml --kubeconfig k.yaml` in \
+             terminal,\n  `kubectl --kubeconfig k.yaml create namespace druid`, then\n  `taskpod serve --config examples/druid/taskpod.yaml --kubeconfig k.yaml` in \
              another,\n  then `taskpod submit --wait examples/druid/tasks/index-parallel.json`, \
              `taskpod logs ID`,\n  `kubectl --kubeconfig k.yaml get jobs -A -o yaml`.\n",
             dir.display(),
