@@ -14,16 +14,6 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-mod demo;
-mod remote;
-mod serve;
-
-pub use demo::DemoArgs;
-pub use remote::{
-    CancelArgs, CapacityArgs, ListArgs, LogsArgs, ServerArg, ServiceError, StatusArgs, SubmitArgs,
-};
-pub use serve::{ServeArgs, SimArgs};
-
 use crate::adapters::{self, AdapterSpec, ComponentSource, Runtime, RuntimeOptions};
 use crate::bench;
 use crate::config::{self, Config, ConfigError};
@@ -54,24 +44,6 @@ pub enum Command {
     /// Run the project's benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Run the host: task store, runner and HTTP API (until Ctrl-C or SIGTERM).
-    Serve(ServeArgs),
-    /// Start a simulated cluster and the host in-process, run the sample tasks, show the results.
-    Demo(DemoArgs),
-    /// Run the simulated Kubernetes cluster standalone, writing a kubeconfig for it.
-    Sim(SimArgs),
-    /// Submit a task to a running server (`--wait` follows it to its end).
-    Submit(SubmitArgs),
-    /// Show a task's state and history.
-    Status(StatusArgs),
-    /// List tasks (filters, pages).
-    List(ListArgs),
-    /// Cancel a task (its Job is deleted).
-    Cancel(CancelArgs),
-    /// Print a task's log (`-f` follows it live).
-    Logs(LogsArgs),
-    /// Show or change the capacity (most Jobs in flight).
-    Capacity(CapacityArgs),
 }
 
 /// Arguments of `taskpod render`.
@@ -122,6 +94,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         warmup: usize,
     },
+    /// The runner against the in-process simulated cluster: throughput (P2), footprint with
+    /// many running Jobs (P3), pod end → state stored (P4), restart → reconciled (P5).
+    Runner {
+        /// Tasks in the throughput phase.
+        #[arg(long, default_value_t = 5000)]
+        tasks: usize,
+        /// Running Jobs tracked in the footprint, latency and restart phases.
+        #[arg(long, default_value_t = 10_000)]
+        jobs: usize,
+        /// Pod terminations measured for the latency.
+        #[arg(long, default_value_t = 1000)]
+        terminations: usize,
+    },
 }
 
 /// Why a command failed.
@@ -171,26 +156,32 @@ pub enum CliError {
     /// The benchmark failed.
     #[error(transparent)]
     Bench(#[from] bench::BenchError),
-    /// A service (`serve`, `demo`, `sim`) or client command failed.
+    /// The runner benchmark failed.
     #[error(transparent)]
-    Service(#[from] ServiceError),
+    RunnerBench(#[from] crate::runner::bench::RunnerBenchError),
 }
 
 /// Runs a parsed command, writing its normal output to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         Command::Render(args) => render(&args, out),
-        Command::Serve(args) => Ok(serve::serve(&args, out)?),
-        Command::Demo(args) => Ok(demo::demo(&args, out)?),
-        Command::Sim(args) => Ok(serve::sim(&args, out)?),
-        Command::Submit(args) => Ok(remote::submit(&args, out)?),
-        Command::Status(args) => Ok(remote::status(&args, out)?),
-        Command::List(args) => Ok(remote::list(&args, out)?),
-        Command::Cancel(args) => Ok(remote::cancel(&args, out)?),
-        Command::Logs(args) => Ok(remote::logs(&args, out)?),
-        Command::Capacity(args) => Ok(remote::capacity(&args, out)?),
         Command::Adapter(AdapterCommand::Check { component, config }) => {
             adapter_check(&component, config.as_deref(), out)
+        }
+        Command::Bench(BenchCommand::Runner {
+            tasks,
+            jobs,
+            terminations,
+        }) => {
+            let runtime = tokio::runtime::Runtime::new().map_err(|error| CliError::Write {
+                what: "the async runtime".to_owned(),
+                error,
+            })?;
+            let report = runtime.block_on(crate::runner::bench::run(tasks, jobs, terminations))?;
+            write!(out, "{report}").map_err(|error| CliError::Write {
+                what: "standard output".to_owned(),
+                error,
+            })
         }
         Command::Bench(BenchCommand::Adapters { iterations, warmup }) => {
             let report = bench::adapters(iterations, warmup)?;

@@ -1,1 +1,875 @@
-//! The task runner (in progress).
+//! The task runner: from a durable, acknowledged task to a finished Kubernetes Job.
+//!
+//! [`Runner`] owns the launch loop (queue → adapter → contract → Job + companions), one watch
+//! stream per kind (Jobs, Pods) selected by this instance's label, the status mapping (Job
+//! conditions and the main container's terminated state → the task's end and reason), the launch
+//! timeout and max-duration checks, log capture, cancel, the reaper and restore after a restart.
+//! The store is the source of truth: every transition is committed before it is acted on, so a
+//! crash at any point loses nothing and creates no Job twice (Job names are deterministic and an
+//! `AlreadyExists` carrying our task id counts as ours). No thread or poll loop exists per Job:
+//! the watchers, one timer loop and a bounded set of log followers serve every task.
+
+pub mod bench;
+mod logs;
+pub mod status;
+mod watch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Semaphore, watch as signal};
+use tokio::task::JoinHandle;
+
+use crate::adapters::{Runtime, RuntimeOptions};
+use crate::config::Config;
+use crate::contract::ANNOTATION_TASK_ID;
+use crate::kube::{self as k8s, Kube, KubeError};
+use crate::queue::{PriorityOrder, Queue, QueuedTask};
+use crate::render::{RenderError, Renderer};
+use crate::store::{
+    AdapterRef, NewTask, ReasonCode, Store, StoreError, TaskRecord, TaskState, Transition,
+};
+use crate::task::SubmittedTask;
+
+pub use crate::store::Submitted;
+
+/// Store meta key holding the capacity set at run time.
+pub const META_CAPACITY: &str = "runner.capacity";
+
+/// How a running task is canceled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CancelMode {
+    /// Delete the Job with background propagation; pods get their grace period.
+    #[default]
+    Graceful,
+    /// Delete the Job and its pods with grace period 0.
+    Force,
+}
+
+/// Why a runner call failed. The API maps the variants to 400, 409, 404 and 503/500.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The input is invalid: `field` names what is wrong (HTTP 400).
+    #[error("field `{field}`: {problem}")]
+    Invalid {
+        /// The field path.
+        field: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+    /// The request conflicts with the task's current state or an existing task (HTTP 409).
+    #[error("task `{id}`: {problem}")]
+    Conflict {
+        /// The task id.
+        id: String,
+        /// What conflicts.
+        problem: String,
+    },
+    /// No such task (HTTP 404).
+    #[error("task `{id}` not found")]
+    NotFound {
+        /// The task id.
+        id: String,
+    },
+    /// The runner is shutting down or a dependency is unavailable (HTTP 503).
+    #[error("the runner is unavailable: {0}")]
+    Unavailable(String),
+    /// The store failed (HTTP 500).
+    #[error(transparent)]
+    Store(StoreError),
+    /// Anything else that should not happen (HTTP 500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<RenderError> for RunnerError {
+    /// The configuration's adapters could not be loaded at start-up.
+    fn from(error: RenderError) -> Self {
+        RunnerError::Internal(format!("cannot load the configured adapters: {error}"))
+    }
+}
+
+impl From<KubeError> for RunnerError {
+    /// The Kubernetes API could not be reached at start-up (restore lists the Jobs).
+    fn from(error: KubeError) -> Self {
+        RunnerError::Unavailable(error.to_string())
+    }
+}
+
+impl From<StoreError> for RunnerError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Invalid(v) => RunnerError::Invalid {
+                field: v.field,
+                problem: v.problem,
+            },
+            StoreError::Conflict { id, fields } => RunnerError::Conflict {
+                problem: format!(
+                    "already exists with a different submission (differs in: {}); resubmit the \
+                     identical task to get the existing one, or use a new id",
+                    fields.join(", ")
+                ),
+                id,
+            },
+            StoreError::NotFound { id } => RunnerError::NotFound { id },
+            StoreError::Closed => RunnerError::Unavailable("the task store is closed".to_owned()),
+            other => RunnerError::Store(other),
+        }
+    }
+}
+
+/// Tuning that is not in the configuration file.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Launches (adapter call + Job create) running at once. Default 64.
+    pub launch_concurrency: usize,
+    /// Pods whose log is followed live at once; other pods' logs are captured when they end.
+    /// Default 256.
+    pub max_log_followers: usize,
+    /// Attempts of a transient Kubernetes failure before a launch fails. Default 30.
+    pub create_attempts: u32,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            launch_concurrency: 64,
+            max_log_followers: 256,
+            create_attempts: 30,
+        }
+    }
+}
+
+/// What the runner keeps in memory per in-flight task (a few hundred bytes).
+#[derive(Debug)]
+struct Tracked {
+    job_name: String,
+    state: TaskState,
+    /// When the task entered `launching` (launch timeout).
+    launched: Instant,
+    /// When the Job was confirmed to exist (a relist without it means it was deleted).
+    confirmed: Option<Instant>,
+    /// When the pod started (max duration).
+    started: Option<Instant>,
+    pod: Option<String>,
+    main_container: Option<String>,
+    waiting: Option<(ReasonCode, String)>,
+    /// An end is being recorded; later observations are ignored.
+    finishing: bool,
+    follower: Option<logs::Follower>,
+}
+
+#[derive(Debug, Default)]
+struct Tracking {
+    tasks: HashMap<String, Tracked>,
+    jobs: HashMap<String, String>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Arc<Config>,
+    pub(crate) store: Store,
+    queue: Queue,
+    renderer: Renderer,
+    pub(crate) kube: Kube,
+    options: RunnerOptions,
+    tracking: Mutex<Tracking>,
+    followers: Arc<Semaphore>,
+    launches: Arc<Semaphore>,
+    restored: AtomicBool,
+    jobs_synced: AtomicBool,
+    pods_synced: AtomicBool,
+    stop: signal::Sender<bool>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("instance", &self.config.instance)
+            .field("namespace", &self.config.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The runner handle: cheap to clone, shared by the API and the CLI.
+#[derive(Clone, Debug)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The `Instant` that was `ms_ago` milliseconds ago (restore of stored wall-clock times).
+fn instant_of(at_ms: Option<i64>) -> Instant {
+    let ago = at_ms.map(|at| (now_ms() - at).max(0) as u64).unwrap_or(0);
+    Instant::now()
+        .checked_sub(Duration::from_millis(ago))
+        .unwrap_or_else(Instant::now)
+}
+
+fn to_submitted(record: &TaskRecord) -> SubmittedTask {
+    SubmittedTask {
+        id: record.id.clone(),
+        kind: record.kind.clone(),
+        tenant: record.tenant.clone(),
+        group_id: record.group_id.clone(),
+        datasource: record.datasource.clone(),
+        payload: record.payload.clone(),
+        labels: record.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        tags: record.tags.clone(),
+        priority: record.priority,
+    }
+}
+
+impl Runner {
+    /// Restores (lists this instance's Jobs, re-attaches, records outcomes, resumes pending),
+    /// starts the watchers (one per kind), the launch loop and the reaper.
+    pub async fn start(
+        config: Arc<Config>,
+        store: Store,
+        client: ::kube::Client,
+    ) -> Result<Runner, RunnerError> {
+        Runner::start_with(config, store, client, RunnerOptions::default()).await
+    }
+
+    /// [`Runner::start`] with explicit tuning.
+    pub async fn start_with(
+        config: Arc<Config>,
+        store: Store,
+        client: ::kube::Client,
+        options: RunnerOptions,
+    ) -> Result<Runner, RunnerError> {
+        let runtime = Runtime::new(RuntimeOptions {
+            cache_dir: config.cache_dir.clone(),
+            ..RuntimeOptions::default()
+        })
+        .map_err(RenderError::from)?;
+        // Loading compiles or reads components: keep it off the async runtime.
+        let renderer = {
+            let config = (*config).clone();
+            tokio::task::spawn_blocking(move || Renderer::new(config, runtime))
+                .await
+                .map_err(|e| RunnerError::Internal(format!("adapter loading panicked: {e}")))??
+        };
+        let capacity = match store.get_meta(META_CAPACITY).await? {
+            Some(text) => text
+                .parse::<usize>()
+                .unwrap_or(config.runner.capacity as usize),
+            None => config.runner.capacity as usize,
+        };
+        let queue = Queue::from_store(&store, capacity, Box::new(PriorityOrder)).await?;
+        let (stop, _) = signal::channel(false);
+        let inner = Arc::new(Inner {
+            kube: Kube::new(client, &config.namespace),
+            followers: Arc::new(Semaphore::new(options.max_log_followers)),
+            launches: Arc::new(Semaphore::new(options.launch_concurrency.max(1))),
+            config,
+            store,
+            queue,
+            renderer,
+            options,
+            tracking: Mutex::new(Tracking::default()),
+            restored: AtomicBool::new(false),
+            jobs_synced: AtomicBool::new(false),
+            pods_synced: AtomicBool::new(false),
+            stop,
+            handles: Mutex::new(Vec::new()),
+        });
+        let relaunch = inner.restore().await?;
+        let runner = Runner { inner };
+        let inner = &runner.inner;
+        inner.spawn_long(watch::watch_jobs(Arc::clone(inner)));
+        inner.spawn_long(watch::watch_pods(Arc::clone(inner)));
+        inner.spawn_long(Arc::clone(inner).launch_loop());
+        inner.spawn_long(Arc::clone(inner).timer_loop());
+        inner.spawn_long(crate::reaper::run(Arc::clone(inner)));
+        for task in relaunch {
+            let worker = Arc::clone(inner);
+            inner.spawn(async move { worker.launch(task).await });
+        }
+        inner.restored.store(true, Ordering::SeqCst);
+        Ok(runner)
+    }
+
+    /// Stores the task (durable before `Ok`) and queues it. The same document again returns the
+    /// existing task; a different document with the same id is a conflict.
+    pub async fn submit(&self, task: SubmittedTask) -> Result<Submitted, RunnerError> {
+        if self.inner.config.route(&task.kind).is_none() {
+            return Err(RunnerError::Invalid {
+                field: "type".to_owned(),
+                problem: format!(
+                    "no adapter takes task type `{}`: add it to `routing.byType` or set `routing.default`",
+                    task.kind
+                ),
+            });
+        }
+        if self.inner.is_stopping() {
+            return Err(RunnerError::Unavailable(
+                "the runner is shutting down".to_owned(),
+            ));
+        }
+        let submitted = self
+            .inner
+            .store
+            .submit(NewTask::from_submitted(&task))
+            .await?;
+        if submitted.created {
+            self.inner.queue.push(QueuedTask::from(&submitted.task));
+        }
+        Ok(submitted)
+    }
+
+    /// Cancels a task: a pending task leaves the queue; an in-flight task is stored `canceled`,
+    /// then its Job is deleted (background propagation; `Force` = grace period 0).
+    pub async fn cancel(&self, id: &str, mode: CancelMode) -> Result<TaskRecord, RunnerError> {
+        let inner = &self.inner;
+        let mut record = inner
+            .store
+            .get(id)
+            .await?
+            .ok_or_else(|| RunnerError::NotFound { id: id.to_owned() })?;
+        loop {
+            if record.state.is_terminal() {
+                return Err(RunnerError::Conflict {
+                    id: id.to_owned(),
+                    problem: format!(
+                        "the task already ended ({}); nothing to cancel",
+                        record.state
+                    ),
+                });
+            }
+            let change = Transition::new(id, record.state, TaskState::Canceled).reason(
+                ReasonCode::CanceledByUser,
+                match mode {
+                    CancelMode::Graceful => "canceled by user",
+                    CancelMode::Force => "canceled by user (forced)",
+                },
+            );
+            match inner.store.transition(change).await {
+                Ok(updated) => {
+                    let job = updated.job_name.clone();
+                    inner.queue.remove_pending(id);
+                    inner.untrack(id);
+                    inner.queue.finish(id);
+                    if let Some(job) = job.filter(|_| record.state.is_in_flight())
+                        && let Err(error) =
+                            inner.kube.delete_job(&job, mode == CancelMode::Force).await
+                    {
+                        tracing::warn!(task = id, %error, "cancel: Job not deleted yet; the reaper retries");
+                    }
+                    return Ok(updated);
+                }
+                Err(StoreError::StateMismatch { .. }) => {
+                    record = inner
+                        .store
+                        .get(id)
+                        .await?
+                        .ok_or_else(|| RunnerError::NotFound { id: id.to_owned() })?;
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+
+    /// The current capacity (most Jobs in flight).
+    pub fn capacity(&self) -> usize {
+        self.inner.queue.capacity()
+    }
+
+    /// Changes the capacity: persisted in the store's meta, applied at once. Lowering it never
+    /// stops running tasks; it holds back launches until enough slots free up.
+    pub async fn set_capacity(&self, n: usize) -> Result<(), RunnerError> {
+        if n == 0 {
+            return Err(RunnerError::Invalid {
+                field: "capacity".to_owned(),
+                problem: "must be at least 1".to_owned(),
+            });
+        }
+        self.inner
+            .store
+            .set_meta(META_CAPACITY, &n.to_string())
+            .await?;
+        self.inner.queue.set_capacity(n);
+        Ok(())
+    }
+
+    /// The task store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The adapters and configuration tasks are rendered with (`/v1/adapters`, `/v1/render`).
+    pub fn renderer(&self) -> &Renderer {
+        &self.inner.renderer
+    }
+
+    /// The launch queue (depth and slots in use, for metrics).
+    pub fn queue(&self) -> &Queue {
+        &self.inner.queue
+    }
+
+    /// Tasks currently tracked in flight (launching or running).
+    pub fn tracked(&self) -> usize {
+        self.inner.lock().tasks.len()
+    }
+
+    /// True once restore is done and both watches are synced (`/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.inner.restored.load(Ordering::SeqCst)
+            && self.inner.jobs_synced.load(Ordering::SeqCst)
+            && self.inner.pods_synced.load(Ordering::SeqCst)
+    }
+
+    /// Stops the launch loop, the watchers, the timers and the reaper. Work in progress stops at
+    /// its next await; what was stored stays, and the next start carries on from there.
+    pub async fn shutdown(self) {
+        let _ = self.inner.stop.send(true);
+        let handles =
+            std::mem::take(&mut *self.inner.handles.lock().unwrap_or_else(|p| p.into_inner()));
+        for handle in &handles {
+            handle.abort();
+        }
+        for handle in handles {
+            let _ = handle.await;
+        }
+        let followers: Vec<logs::Follower> = {
+            let mut tracking = self.inner.lock();
+            tracking
+                .tasks
+                .values_mut()
+                .filter_map(|t| t.follower.take())
+                .collect()
+        };
+        for follower in followers {
+            follower.abort();
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Tracking> {
+        self.tracking.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Spawns a loop that lives as long as the runner.
+    fn spawn_long<F: std::future::Future<Output = ()> + Send + 'static>(&self, future: F) {
+        let handle = tokio::spawn(future);
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+    }
+
+    /// Spawns one piece of work that stops when the runner shuts down.
+    fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, future: F) {
+        let mut stop = self.stop.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = future => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        });
+    }
+
+    fn untrack(&self, id: &str) -> Option<Tracked> {
+        let mut tracking = self.lock();
+        let tracked = tracking.tasks.remove(id)?;
+        tracking.jobs.remove(&tracked.job_name);
+        Some(tracked)
+    }
+
+    fn track(&self, id: &str, job_name: &str, state: TaskState, record: &TaskRecord) {
+        let mut tracking = self.lock();
+        tracking.jobs.insert(job_name.to_owned(), id.to_owned());
+        tracking.tasks.insert(
+            id.to_owned(),
+            Tracked {
+                job_name: job_name.to_owned(),
+                state,
+                launched: instant_of(record.launched_at_ms),
+                confirmed: None,
+                started: record.started_at_ms.map(|ms| instant_of(Some(ms))),
+                pod: None,
+                main_container: None,
+                waiting: None,
+                finishing: false,
+                follower: None,
+            },
+        );
+    }
+
+    /// Restore: re-attach to this instance's Jobs and decide what to do with every unfinished
+    /// task. Returns the `launching` tasks whose Job does not exist (re-launched by name).
+    async fn restore(&self) -> Result<Vec<QueuedTask>, RunnerError> {
+        let jobs = k8s::retry(self.options.create_attempts, || {
+            self.kube.list_jobs(&self.config.instance)
+        })
+        .await?;
+        let mut by_task: HashMap<String, &k8s_openapi::api::batch::v1::Job> = HashMap::new();
+        for job in &jobs {
+            if let Some(id) = job
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_TASK_ID))
+            {
+                by_task.insert(id.clone(), job);
+            }
+        }
+        let mut relaunch = Vec::new();
+        for record in self.store.non_terminal().await? {
+            match record.state {
+                TaskState::Pending => {}
+                TaskState::Launching | TaskState::Running => {
+                    let job_name = record
+                        .job_name
+                        .clone()
+                        .unwrap_or_else(|| taskpod_adapter_sdk::names::job_name(&record.id));
+                    if by_task.remove(&record.id).is_some() {
+                        self.track(&record.id, &job_name, record.state, &record);
+                        if let Some(t) = self.lock().tasks.get_mut(&record.id) {
+                            t.confirmed = Some(Instant::now());
+                        }
+                    } else if record.state == TaskState::Launching {
+                        relaunch.push(QueuedTask::from(&record));
+                    } else {
+                        let change = Transition::new(
+                            &record.id,
+                            TaskState::Running,
+                            TaskState::Failed,
+                        )
+                        .reason(
+                            ReasonCode::JobDeleted,
+                            format!(
+                                "Job {job_name} was deleted outside taskpod while the host was down"
+                            ),
+                        );
+                        match self.store.transition(change).await {
+                            Ok(_) | Err(StoreError::StateMismatch { .. }) => {}
+                            Err(other) => return Err(other.into()),
+                        }
+                        self.queue.finish(&record.id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Jobs left: tasks that ended (or are unknown). Canceled or host-failed tasks whose Job
+        // still runs have it deleted; unknown ones are left alone.
+        for (id, job) in by_task {
+            let name = job.metadata.name.clone().unwrap_or_default();
+            match self.store.get(&id).await? {
+                Some(record) if record.state.is_terminal() && !status::job_finished(job) => {
+                    if let Err(error) = self.kube.delete_job(&name, false).await {
+                        tracing::warn!(task = %id, %error, "restore: Job of an ended task not deleted; the reaper retries");
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    tracing::info!(job = %name, task = %id, "restore: Job of an unknown task left alone")
+                }
+            }
+        }
+        Ok(relaunch)
+    }
+
+    async fn launch_loop(self: Arc<Self>) {
+        loop {
+            let Ok(permit) = Arc::clone(&self.launches).acquire_owned().await else {
+                return;
+            };
+            let task = self.queue.next().await;
+            let worker = Arc::clone(&self);
+            self.spawn(async move {
+                worker.launch(task).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Launches one task that holds an in-flight slot: adapter, contract, `pending → launching`
+    /// stored, then the Job and its companions created (idempotently, by name).
+    async fn launch(self: Arc<Self>, task: QueuedTask) {
+        let id = task.id.clone();
+        let record = match self.store.get(&id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                self.queue.finish(&id);
+                return;
+            }
+            Err(error) => {
+                tracing::error!(task = %id, %error, "launch: cannot read the task; it stays queued");
+                self.queue.finish(&id);
+                self.queue.push(task);
+                return;
+            }
+        };
+        if !matches!(record.state, TaskState::Pending | TaskState::Launching) {
+            self.queue.finish(&id);
+            return;
+        }
+        let manifests = match self.renderer.render(&to_submitted(&record)).await {
+            Ok(manifests) => manifests,
+            Err(error) => {
+                self.fail_untracked(&record, ReasonCode::AdapterError, error.to_string())
+                    .await;
+                return;
+            }
+        };
+        let job_name = manifests.job.metadata.name.clone().unwrap_or_default();
+        let mut state = record.state;
+        if state == TaskState::Pending {
+            let adapter = self.renderer.prepare(&to_submitted(&record)).ok().map(|p| {
+                let info = p.adapter.info();
+                AdapterRef {
+                    name: info.name.clone(),
+                    version: info.version.clone(),
+                    digest: p.adapter.digest().to_owned(),
+                }
+            });
+            let mut change =
+                Transition::new(&id, TaskState::Pending, TaskState::Launching).job_name(&job_name);
+            if let Some(adapter) = adapter {
+                change = change.adapter(adapter);
+            }
+            match self.store.transition(change).await {
+                Ok(_) => state = TaskState::Launching,
+                Err(error) => {
+                    if !matches!(error, StoreError::StateMismatch { .. }) {
+                        tracing::error!(task = %id, %error, "launch: cannot store launching");
+                    }
+                    self.queue.finish(&id);
+                    return;
+                }
+            }
+        }
+        self.track(&id, &job_name, state, &record);
+        if record.state == TaskState::Pending
+            && let Some(t) = self.lock().tasks.get_mut(&id)
+        {
+            t.launched = Instant::now();
+        }
+        let created = k8s::retry(self.options.create_attempts, || {
+            self.kube.create_job(&manifests.job, &id)
+        })
+        .await;
+        let uid = match created {
+            Ok(created) => created.uid().to_owned(),
+            Err(error) => {
+                self.finish(
+                    &id,
+                    status::Outcome {
+                        succeeded: false,
+                        code: ReasonCode::LaunchError,
+                        message: error.to_string(),
+                        exit_code: None,
+                    },
+                    false,
+                )
+                .await;
+                return;
+            }
+        };
+        for companion in &manifests.companions {
+            let result = k8s::retry(self.options.create_attempts, || {
+                self.kube.create_companion(companion, &job_name, &uid)
+            })
+            .await;
+            if let Err(error) = result {
+                self.finish(
+                    &id,
+                    status::Outcome {
+                        succeeded: false,
+                        code: ReasonCode::LaunchError,
+                        message: error.to_string(),
+                        exit_code: None,
+                    },
+                    true,
+                )
+                .await;
+                return;
+            }
+        }
+        if let Some(t) = self.lock().tasks.get_mut(&id) {
+            t.confirmed = Some(Instant::now());
+        }
+    }
+
+    /// Fails a task that never got a Job (adapter or policy refusal).
+    async fn fail_untracked(&self, record: &TaskRecord, code: ReasonCode, message: String) {
+        let change =
+            Transition::new(&record.id, record.state, TaskState::Failed).reason(code, message);
+        if let Err(error) = self.store.transition(change).await
+            && !matches!(error, StoreError::StateMismatch { .. })
+        {
+            tracing::error!(task = %record.id, %error, "cannot store the failed launch");
+        }
+        self.queue.finish(&record.id);
+    }
+
+    /// Stores `launching → running` once the pod started.
+    async fn mark_running(&self, id: &str) {
+        let change = Transition::new(id, TaskState::Launching, TaskState::Running);
+        match self.store.transition(change).await {
+            Ok(_) => {
+                if let Some(t) = self.lock().tasks.get_mut(id)
+                    && t.state == TaskState::Launching
+                {
+                    t.state = TaskState::Running;
+                }
+            }
+            Err(StoreError::StateMismatch { .. }) => {}
+            Err(error) => tracing::error!(task = id, %error, "cannot store running"),
+        }
+    }
+
+    /// Records a task's end: captures the main container's log, stores the terminal state
+    /// (compare-and-set from what is stored), frees the slot, and deletes the Job when
+    /// `delete_job` (host-decided ends: launch timeout, max duration, pod deleted).
+    async fn finish(&self, id: &str, outcome: status::Outcome, delete_job: bool) {
+        let (pod, container, follower, job_name, mut from) = {
+            let mut tracking = self.lock();
+            let Some(t) = tracking.tasks.get_mut(id) else {
+                return;
+            };
+            if t.finishing {
+                return;
+            }
+            t.finishing = true;
+            (
+                t.pod.clone(),
+                t.main_container.clone(),
+                t.follower.take(),
+                t.job_name.clone(),
+                t.state,
+            )
+        };
+        if let (Some(pod), Some(container)) = (pod, container) {
+            logs::capture(self, id, &pod, &container, follower).await;
+        } else if let Some(follower) = follower {
+            follower.abort();
+        }
+        let (to, code) = if outcome.succeeded {
+            (TaskState::Succeeded, ReasonCode::Completed)
+        } else {
+            (TaskState::Failed, outcome.code)
+        };
+        loop {
+            let mut change = Transition::new(id, from, to).reason(code, outcome.message.clone());
+            if let Some(exit) = outcome.exit_code {
+                change = change.exit_code(exit);
+            }
+            match self.store.transition(change).await {
+                Ok(_) => break,
+                Err(StoreError::StateMismatch { actual, .. }) if !actual.is_terminal() => {
+                    from = actual;
+                }
+                Err(StoreError::StateMismatch { .. }) => break,
+                Err(error) => {
+                    tracing::error!(task = id, %error, "cannot store the task's end; retrying");
+                    if self.is_stopping() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        self.untrack(id);
+        self.queue.finish(id);
+        if delete_job && let Err(error) = self.kube.delete_job(&job_name, false).await {
+            tracing::warn!(task = id, %error, "Job not deleted yet; the reaper retries");
+        }
+    }
+
+    /// One timer for every task: launch timeout and max duration.
+    async fn timer_loop(self: Arc<Self>) {
+        let runner = &self.config.runner;
+        let launch_timeout = runner.k8s_job_launch_timeout.0;
+        let max_duration = runner.max_task_duration.0;
+        let tick = launch_timeout
+            .min(max_duration)
+            .div_f64(4.0)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let mut timed_out = Vec::new();
+            let mut overdue = Vec::new();
+            {
+                let tracking = self.lock();
+                for (id, t) in &tracking.tasks {
+                    if t.finishing {
+                        continue;
+                    }
+                    match (t.state, t.started) {
+                        (TaskState::Launching, None) if t.launched.elapsed() > launch_timeout => {
+                            timed_out.push((
+                                id.clone(),
+                                t.pod.clone(),
+                                t.waiting.clone(),
+                                t.job_name.clone(),
+                            ));
+                        }
+                        (_, Some(started)) if started.elapsed() > max_duration => {
+                            overdue.push(id.clone());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for (id, pod, waiting, job) in timed_out {
+                let worker = Arc::clone(&self);
+                self.spawn(async move {
+                    let why = match waiting {
+                        Some((_, message)) => Some(message),
+                        None => {
+                            let subject = pod.unwrap_or(job);
+                            worker.kube.latest_event(&subject).await.ok().flatten()
+                        }
+                    };
+                    let message = format!(
+                        "the pod did not start within the launch timeout ({}s): {}",
+                        launch_timeout.as_secs_f64(),
+                        why.unwrap_or_else(
+                            || "no pod was created and no event explains why".to_owned()
+                        )
+                    );
+                    let outcome = status::Outcome {
+                        succeeded: false,
+                        code: ReasonCode::LaunchTimeout,
+                        message,
+                        exit_code: None,
+                    };
+                    worker.finish(&id, outcome, true).await;
+                });
+            }
+            for id in overdue {
+                let worker = Arc::clone(&self);
+                self.spawn(async move {
+                    let outcome = status::Outcome {
+                        succeeded: false,
+                        code: ReasonCode::MaxDuration,
+                        message: format!(
+                            "the task ran longer than its maximum duration ({}s)",
+                            max_duration.as_secs_f64()
+                        ),
+                        exit_code: None,
+                    };
+                    worker.finish(&id, outcome, true).await;
+                });
+            }
+        }
+    }
+}

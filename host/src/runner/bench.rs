@@ -1,0 +1,425 @@
+//! `taskpod bench runner`: the runner's throughput, footprint, reaction time and restart time,
+//! in one run against the in-process simulated cluster.
+//!
+//! - P2: submit → Job created, as tasks per second and as a ratio to a bare kube-client loop
+//!   creating the identical Jobs with the same concurrency (API server only, no controllers).
+//! - P3: resident memory and thread count of the process with `jobs` running Jobs tracked,
+//!   against the same figures before the Jobs existed (the sim lives in the same process, so
+//!   its objects are counted too).
+//! - P4: p50/p99 from a pod's termination (the status write a kubelet would make) to the task's
+//!   terminal state committed in the store, while the other Jobs keep running.
+//! - P5: restart-to-reconciled: a new runner on the same store until restore is done and both
+//!   watches are synced, with every Job re-attached.
+//!
+//! P3–P5 run the sim in controllers-only mode: the Job controller creates pods, and the
+//! benchmark plays the kubelet by writing pod status, so the figures are the runner's and not a
+//! simulated scheduler's.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use taskpod_sim::{ControllerConfig, ControllerMode, Sim, SimOptions};
+
+use super::{Runner, RunnerError, RunnerOptions};
+use crate::config::Config;
+use crate::store::{Store, StoreEvent, StoreOptions, TaskState};
+use crate::task::SubmittedTask;
+
+const TEMPLATE: &str = "apiVersion: v1\nkind: PodTemplate\ntemplate:\n  spec:\n    containers:\n      - name: main\n        image: example.com/task:1\n    restartPolicy: Never\n";
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerBenchError {
+    /// Setting up (temporary files, sim, store) failed.
+    #[error("benchmark set-up: {0}")]
+    Setup(String),
+    /// The runner failed.
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    /// A Kubernetes request of the benchmark itself failed.
+    #[error("benchmark Kubernetes request: {0}")]
+    Kube(String),
+    /// The runner did not reach the expected state in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+type Result<T, E = RunnerBenchError> = std::result::Result<T, E>;
+
+/// The figures of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerReport {
+    /// Tasks in the throughput phase.
+    pub throughput_tasks: usize,
+    /// Bare kube-client creates per second.
+    pub baseline_per_s: f64,
+    /// Submit → Job created, tasks per second.
+    pub runner_per_s: f64,
+    /// Running Jobs tracked in P3–P5.
+    pub jobs: usize,
+    /// RSS before the Jobs existed, bytes.
+    pub rss_before: u64,
+    /// RSS with `jobs` running Jobs tracked, bytes.
+    pub rss_after: u64,
+    /// Threads before.
+    pub threads_before: usize,
+    /// Threads with `jobs` running Jobs tracked.
+    pub threads_after: usize,
+    /// Pod terminations measured.
+    pub terminations: usize,
+    /// Termination → stored, median.
+    pub term_p50: Duration,
+    /// Termination → stored, 99th percentile.
+    pub term_p99: Duration,
+    /// Restart → reconciled.
+    pub restart: Duration,
+}
+
+impl fmt::Display for RunnerReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+        writeln!(f, "taskpod bench runner")?;
+        writeln!(
+            f,
+            "P2 throughput ({} tasks): runner {:.0} tasks/s, bare client {:.0} Jobs/s, ratio {:.0} %  (goal >= 80 % and >= 1000/s)",
+            self.throughput_tasks,
+            self.runner_per_s,
+            self.baseline_per_s,
+            100.0 * self.runner_per_s / self.baseline_per_s.max(f64::MIN_POSITIVE)
+        )?;
+        writeln!(
+            f,
+            "P3 footprint with {} running Jobs tracked: RSS {:.0} MiB (before {:.0} MiB, +{:.0} MiB incl. the in-process sim), threads {} (before {})  (goal <= 200 MB, threads independent of Jobs)",
+            self.jobs,
+            mb(self.rss_after),
+            mb(self.rss_before),
+            mb(self.rss_after.saturating_sub(self.rss_before)),
+            self.threads_after,
+            self.threads_before
+        )?;
+        writeln!(
+            f,
+            "P4 pod termination -> task state stored ({} pods, {} running): p50 {:.1} ms, p99 {:.1} ms  (goal p99 <= 50 ms)",
+            self.terminations,
+            self.jobs,
+            self.term_p50.as_secs_f64() * 1e3,
+            self.term_p99.as_secs_f64() * 1e3
+        )?;
+        writeln!(
+            f,
+            "P5 restart -> reconciled with {} Jobs in flight: {:.2} s  (goal <= 10 s)",
+            self.jobs,
+            self.restart.as_secs_f64()
+        )
+    }
+}
+
+fn setup<E: fmt::Display>(e: E) -> RunnerBenchError {
+    RunnerBenchError::Setup(e.to_string())
+}
+
+fn kube_err<E: fmt::Display>(e: E) -> RunnerBenchError {
+    RunnerBenchError::Kube(e.to_string())
+}
+
+/// The process's resident set size in bytes and thread count (Linux `/proc/self/status`).
+pub fn process_footprint() -> (u64, usize) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:") * 1024, field("Threads:") as usize)
+}
+
+fn config(dir: &std::path::Path, capacity: usize) -> Result<Arc<Config>> {
+    std::fs::write(dir.join("template.yaml"), TEMPLATE).map_err(setup)?;
+    let text = format!(
+        "namespace: default\ninstance: bench\ncacheDir: {}\nadapters:\n  - name: tpl\n    component: builtin:pod-template\n    templates:\n      base: template.yaml\n    limits:\n      concurrency: 8\nrouting:\n  default: tpl\nrunner:\n  capacity: {capacity}\n  taskCleanupInterval: 1h\n",
+        dir.join("cache").display()
+    );
+    let path = dir.join("taskpod.yaml");
+    std::fs::write(&path, text).map_err(setup)?;
+    Ok(Arc::new(Config::load(&path).map_err(setup)?))
+}
+
+fn task(id: &str) -> SubmittedTask {
+    SubmittedTask {
+        id: id.to_owned(),
+        kind: "index".to_owned(),
+        tenant: crate::task::DEFAULT_TENANT.to_owned(),
+        group_id: None,
+        datasource: Some("wiki".to_owned()),
+        payload: r#"{"type":"index","dataSource":"wiki"}"#.to_owned(),
+        labels: Default::default(),
+        tags: Vec::new(),
+        priority: 0,
+    }
+}
+
+async fn sim(mode: ControllerMode) -> Result<Sim> {
+    Sim::start(SimOptions {
+        controllers: ControllerConfig {
+            mode,
+            workers: 32,
+            ..ControllerConfig::default()
+        },
+        ..SimOptions::default()
+    })
+    .await
+    .map_err(setup)
+}
+
+async fn submit_all(runner: &Runner, prefix: &str, n: usize) -> Result<()> {
+    let results: Vec<_> = futures::stream::iter(0..n)
+        .map(|i| runner.submit(task(&format!("{prefix}-{i}"))))
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    Ok(())
+}
+
+async fn wait_for<F: FnMut() -> bool>(secs: u64, what: &str, mut done: F) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        if Instant::now() > deadline {
+            return Err(RunnerBenchError::Timeout(what.to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// P2: the runner against a bare client loop, `n` tasks each.
+async fn throughput(n: usize, concurrency: usize) -> Result<(f64, f64)> {
+    let dir = tempfile::tempdir().map_err(setup)?;
+    let config = config(dir.path(), n + 1)?;
+    // Baseline: the same Job the runner would create, under distinct names.
+    let base = sim(ControllerMode::Off).await?;
+    let renderer = crate::render::Renderer::new(
+        (*config).clone(),
+        crate::adapters::Runtime::new(Default::default()).map_err(setup)?,
+    )
+    .map_err(setup)?;
+    let template = renderer.render(&task("template")).await.map_err(setup)?.job;
+    let jobs: Api<Job> = Api::namespaced(base.client(), "default");
+    let started = Instant::now();
+    let results: Vec<_> = futures::stream::iter(0..n)
+        .map(|i| {
+            let mut job = template.clone();
+            job.metadata.name = Some(format!("baseline-{i}"));
+            let jobs = jobs.clone();
+            async move { jobs.create(&PostParams::default(), &job).await }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let baseline = n as f64 / started.elapsed().as_secs_f64();
+    for r in results {
+        r.map_err(kube_err)?;
+    }
+    base.shutdown().await;
+
+    let sim = sim(ControllerMode::Off).await?;
+    let store = Store::open(dir.path().join("p2.db"), StoreOptions::default()).map_err(setup)?;
+    let runner = Runner::start_with(
+        config,
+        store,
+        sim.client(),
+        RunnerOptions {
+            launch_concurrency: concurrency,
+            ..RunnerOptions::default()
+        },
+    )
+    .await?;
+    let counters = sim.counters();
+    let started = Instant::now();
+    let submit = submit_all(&runner, "p2", n);
+    let created = wait_for(120, "P2 Jobs created", || {
+        counters.distinct_creates("Job") >= n
+    });
+    let (s, c) = tokio::join!(submit, created);
+    s?;
+    c?;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    runner.shutdown().await;
+    sim.shutdown().await;
+    Ok((baseline, rate))
+}
+
+/// Writes pod status as a kubelet would: running, or terminated with exit code 0.
+async fn set_pod(pods: &Api<Pod>, name: &str, terminated: bool) -> Result<()> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let state = if terminated {
+        serde_json::json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}})
+    } else {
+        serde_json::json!({"running": {"startedAt": now}})
+    };
+    let status = serde_json::json!({"status": {
+        "phase": if terminated { "Succeeded" } else { "Running" },
+        "conditions": [{"type": "PodScheduled", "status": "True"}],
+        "containerStatuses": [{"name": "main", "image": "example.com/task:1", "imageID": "",
+            "ready": !terminated, "restartCount": 0, "started": !terminated, "state": state}]
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .map_err(kube_err)?;
+    Ok(())
+}
+
+/// Runs the whole benchmark: `throughput_tasks` for P2, `jobs` running Jobs for P3–P5,
+/// `terminations` measured pod ends for P4.
+pub async fn run(
+    throughput_tasks: usize,
+    jobs: usize,
+    terminations: usize,
+) -> Result<RunnerReport> {
+    let concurrency = 64;
+    let (baseline_per_s, runner_per_s) = throughput(throughput_tasks, concurrency).await?;
+
+    let dir = tempfile::tempdir().map_err(setup)?;
+    let config = config(dir.path(), jobs + 1)?;
+    let sim = sim(ControllerMode::ControllersOnly).await?;
+    let (rss_before, threads_before) = process_footprint();
+    let store = Store::open(dir.path().join("p3.db"), StoreOptions::default()).map_err(setup)?;
+    let options = RunnerOptions {
+        launch_concurrency: concurrency,
+        ..RunnerOptions::default()
+    };
+    let runner = Runner::start_with(
+        Arc::clone(&config),
+        store.clone(),
+        sim.client(),
+        options.clone(),
+    )
+    .await?;
+    submit_all(&runner, "p3", jobs).await?;
+    let pods: Api<Pod> = Api::namespaced(sim.client(), "default");
+    let selector = ListParams::default().labels("taskpod.dev/instance=bench");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let names = loop {
+        let list = pods.list(&selector).await.map_err(kube_err)?;
+        if list.items.len() >= jobs {
+            break list
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect::<Vec<_>>();
+        }
+        if Instant::now() > deadline {
+            return Err(RunnerBenchError::Timeout(
+                "pods of the running Jobs".to_owned(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let started: Vec<_> = futures::stream::iter(names.iter())
+        .map(|n| set_pod(&pods, n, false))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for r in started {
+        r?;
+    }
+    let counts = || async {
+        store
+            .counts()
+            .await
+            .map(|c| c.state(TaskState::Running) as usize)
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while counts().await < jobs {
+        if Instant::now() > deadline {
+            return Err(RunnerBenchError::Timeout("tasks running".to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss_after, threads_after) = process_footprint();
+
+    // P4: end pods one after another while the others keep running.
+    let mut events = store.subscribe();
+    let mut latencies = Vec::with_capacity(terminations);
+    let by_pod: std::collections::HashMap<String, String> = {
+        let list = pods.list(&selector).await.map_err(kube_err)?;
+        list.items
+            .into_iter()
+            .filter_map(|p| {
+                let job = p.metadata.labels.as_ref()?.get("job-name")?.clone();
+                Some((p.metadata.name?, job))
+            })
+            .collect()
+    };
+    for name in names.iter().take(terminations) {
+        let job = by_pod.get(name).cloned().unwrap_or_default();
+        let sent = Instant::now();
+        set_pod(&pods, name, true).await?;
+        let deadline = sent + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, events.recv()).await {
+                Ok(Ok(StoreEvent::Transitioned { id, to, .. }))
+                    if to.is_terminal() && taskpod_adapter_sdk::names::job_name(&id) == job =>
+                {
+                    latencies.push(sent.elapsed());
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(RunnerBenchError::Timeout(format!(
+                        "task of pod {name} stored"
+                    )));
+                }
+            }
+        }
+    }
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or_default()
+    };
+    let (term_p50, term_p99) = (pct(0.50), pct(0.99));
+
+    // P5: restart on the same store with the Jobs in flight.
+    runner.shutdown().await;
+    let in_flight = jobs - terminations;
+    let restarted = Instant::now();
+    let runner = Runner::start_with(config, store.clone(), sim.client(), options).await?;
+    let r = runner.clone();
+    wait_for(60, "restart reconciled", move || {
+        r.is_ready() && r.tracked() >= in_flight
+    })
+    .await?;
+    let restart = restarted.elapsed();
+    runner.shutdown().await;
+    sim.shutdown().await;
+    Ok(RunnerReport {
+        throughput_tasks,
+        baseline_per_s,
+        runner_per_s,
+        jobs,
+        rss_before,
+        rss_after,
+        threads_before,
+        threads_after,
+        terminations: latencies.len(),
+        term_p50,
+        term_p99,
+        restart,
+    })
+}

@@ -1,0 +1,255 @@
+//! The two watch streams (Jobs, Pods) of this instance and what their events change.
+//!
+//! Each is kube-runtime's `watcher` (list, then watch from the list's resourceVersion, resumed
+//! after a dropped connection, relisted on 410 Gone, with backoff), label-selected by
+//! `taskpod.dev/instance`. Events are handled in order by one loop per kind; anything that writes
+//! to the store or the API runs in a spawned task so one slow write never holds the stream.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use ::kube::runtime::watcher::Event;
+use ::kube::runtime::{WatchStreamExt, watcher};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{Inner, logs, status};
+use crate::contract::ANNOTATION_TASK_ID;
+use crate::kube::Kube;
+use crate::store::{ReasonCode, TaskState};
+
+fn config(inner: &Inner) -> watcher::Config {
+    watcher::Config::default().labels(&Kube::instance_selector(&inner.config.instance))
+}
+
+/// Follows this instance's Jobs: terminal conditions end tasks; a Job gone (deleted, or absent
+/// from a relist) ends its task as failed with `job-deleted`.
+pub(super) async fn watch_jobs(inner: Arc<Inner>) {
+    let stream = watcher(inner.kube.jobs(), config(&inner)).default_backoff();
+    futures::pin_mut!(stream);
+    let mut relist_started = Instant::now();
+    let mut seen: HashSet<String> = HashSet::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => {
+                relist_started = Instant::now();
+                seen.clear();
+            }
+            Ok(Event::InitApply(job)) => {
+                if let Some(name) = job.metadata.name.clone() {
+                    seen.insert(name);
+                }
+                on_job(&inner, &job);
+            }
+            Ok(Event::InitDone) => {
+                let gone: Vec<(String, String)> = {
+                    let tracking = inner.lock();
+                    tracking
+                        .tasks
+                        .iter()
+                        .filter(|(_, t)| {
+                            !t.finishing
+                                && !seen.contains(&t.job_name)
+                                && t.confirmed.is_some_and(|at| at < relist_started)
+                        })
+                        .map(|(id, t)| (id.clone(), t.job_name.clone()))
+                        .collect()
+                };
+                for (id, job) in gone {
+                    job_deleted(&inner, id, job);
+                }
+                seen = HashSet::new();
+                inner.jobs_synced.store(true, Ordering::SeqCst);
+            }
+            Ok(Event::Apply(job)) => on_job(&inner, &job),
+            Ok(Event::Delete(job)) => {
+                let name = job.metadata.name.clone().unwrap_or_default();
+                let id = {
+                    let tracking = inner.lock();
+                    tracking
+                        .jobs
+                        .get(&name)
+                        .filter(|id| tracking.tasks.get(*id).is_some_and(|t| !t.finishing))
+                        .cloned()
+                };
+                if let Some(id) = id {
+                    match status::job_outcome(&job) {
+                        Some(outcome) => finish(&inner, id, outcome, false),
+                        None => job_deleted(&inner, id, name),
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "Job watch interrupted; resuming"),
+        }
+    }
+}
+
+fn job_deleted(inner: &Arc<Inner>, id: String, job: String) {
+    finish(
+        inner,
+        id,
+        status::Outcome {
+            succeeded: false,
+            code: ReasonCode::JobDeleted,
+            message: format!("Job {job} was deleted outside taskpod"),
+            exit_code: None,
+        },
+        false,
+    );
+}
+
+fn finish(inner: &Arc<Inner>, id: String, outcome: status::Outcome, delete_job: bool) {
+    let worker = Arc::clone(inner);
+    inner.spawn(async move { worker.finish(&id, outcome, delete_job).await });
+}
+
+fn on_job(inner: &Arc<Inner>, job: &Job) {
+    let Some(outcome) = status::job_outcome(job) else {
+        return;
+    };
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let id = {
+        let tracking = inner.lock();
+        tracking.jobs.get(&name).cloned().or_else(|| {
+            job.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_TASK_ID))
+                .filter(|id| tracking.tasks.contains_key(*id))
+                .cloned()
+        })
+    };
+    let Some(id) = id else { return };
+    if outcome.succeeded || outcome.code == ReasonCode::MaxDuration {
+        let delete = outcome.code == ReasonCode::MaxDuration;
+        finish(inner, id, outcome, delete);
+        return;
+    }
+    // A failed Job: the pod's terminated state says more (exit code, OOMKilled); read it.
+    let worker = Arc::clone(inner);
+    inner.spawn(async move {
+        let pod = worker.lock().tasks.get(&id).and_then(|t| t.pod.clone());
+        let mut outcome = outcome;
+        if let Some(pod) = pod
+            && let Ok(Some(pod)) = worker.kube.get_pod(&pod).await
+            && let Some(better) =
+                status::pod_view(&pod, worker.config.runner.main_container.as_deref()).outcome
+        {
+            outcome = better;
+        }
+        worker.finish(&id, outcome, false).await;
+    });
+}
+
+/// Follows this instance's pods: start, end, why not started, deleted outside.
+pub(super) async fn watch_pods(inner: Arc<Inner>) {
+    let stream = watcher(inner.kube.pods(), config(&inner)).default_backoff();
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => {}
+            Ok(Event::InitApply(pod) | Event::Apply(pod)) => on_pod(&inner, &pod),
+            Ok(Event::InitDone) => inner.pods_synced.store(true, Ordering::SeqCst),
+            Ok(Event::Delete(pod)) => on_pod_deleted(&inner, &pod),
+            Err(error) => tracing::warn!(%error, "Pod watch interrupted; resuming"),
+        }
+    }
+}
+
+fn job_of(pod: &Pod) -> Option<String> {
+    let labels = pod.metadata.labels.as_ref()?;
+    labels
+        .get("batch.kubernetes.io/job-name")
+        .or_else(|| labels.get("job-name"))
+        .cloned()
+}
+
+fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
+    let Some(job) = job_of(pod) else { return };
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let view = status::pod_view(pod, inner.config.runner.main_container.as_deref());
+    let mut view = view;
+    let mut mark_running = None;
+    let mut follow = None;
+    let max_duration = inner.config.runner.max_task_duration.0;
+    let id = {
+        let mut tracking = inner.lock();
+        let Some(id) = tracking.jobs.get(&job).cloned() else {
+            return;
+        };
+        let Some(t) = tracking.tasks.get_mut(&id) else {
+            return;
+        };
+        if t.finishing {
+            return;
+        }
+        t.pod = Some(name.clone());
+        // activeDeadlineSeconds kills the pod: its end is the max duration, not an exit code.
+        if let Some(outcome) = view.outcome.as_mut()
+            && !outcome.succeeded
+            && t.launched.elapsed() >= max_duration
+        {
+            outcome.code = ReasonCode::MaxDuration;
+            outcome.message = format!(
+                "the task ran longer than its maximum duration ({}s); {}",
+                max_duration.as_secs_f64(),
+                outcome.message
+            );
+        }
+        t.main_container = Some(view.main_container.clone());
+        if view.waiting.is_some() {
+            t.waiting = view.waiting.clone();
+        }
+        if view.started {
+            if t.started.is_none() {
+                t.started = Some(Instant::now());
+            }
+            if t.state == TaskState::Launching {
+                mark_running = Some(id.clone());
+            }
+            if view.outcome.is_none() && t.follower.is_none() {
+                follow = Some((id.clone(), view.main_container.clone()));
+            }
+        }
+        id
+    };
+    if let Some(outcome) = view.outcome {
+        let delete = outcome.code == ReasonCode::MaxDuration;
+        finish(inner, id, outcome, delete);
+        return;
+    }
+    if let Some(id) = mark_running {
+        let worker = Arc::clone(inner);
+        inner.spawn(async move { worker.mark_running(&id).await });
+    }
+    if let Some((id, container)) = follow {
+        logs::follow(inner, &id, &name, &container);
+    }
+}
+
+fn on_pod_deleted(inner: &Arc<Inner>, pod: &Pod) {
+    let Some(job) = job_of(pod) else { return };
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let view = status::pod_view(pod, inner.config.runner.main_container.as_deref());
+    let id = {
+        let tracking = inner.lock();
+        let Some(id) = tracking.jobs.get(&job).cloned() else {
+            return;
+        };
+        match tracking.tasks.get(&id) {
+            Some(t) if !t.finishing && t.pod.as_deref().is_none_or(|p| p == name) => id,
+            _ => return,
+        }
+    };
+    let outcome = view.outcome.unwrap_or_else(|| status::Outcome {
+        succeeded: false,
+        code: ReasonCode::PodDeleted,
+        message: format!("pod {name} was deleted outside taskpod before its task ended"),
+        exit_code: None,
+    });
+    let delete = outcome.code == ReasonCode::PodDeleted;
+    finish(inner, id, outcome, delete);
+}
