@@ -21,6 +21,8 @@ const GUEST_TARGET: &str = "wasm32-wasip2";
 /// (crate name, constant prefix, embedded?) of every guest this build produces.
 const GUESTS: &[(&str, &str, bool)] = &[
     ("taskpod-adapter-pod-template", "POD_TEMPLATE", true),
+    ("taskpod-adapter-overlord-single", "OVERLORD_SINGLE", true),
+    ("taskpod-adapter-overlord-multi", "OVERLORD_MULTI", true),
     ("taskpod-adapter-teraslice", "TERASLICE", true),
     ("taskpod-adapter-samza", "SAMZA", true),
     ("taskpod-example-team-labels", "TEAM_LABELS", false),

@@ -8,6 +8,7 @@
 //! short forms (`30s`, `4h`, `2d`, `500ms`); sizes accept bytes or `64Mi`/`64MiB`/`4M` forms.
 //! [`druid`] imports Druid's `druid.indexer.runner.*` runtime properties into a [`Config`].
 
+pub mod base_pod;
 pub mod druid;
 
 use std::collections::BTreeMap;
@@ -130,6 +131,13 @@ pub struct AdapterBinding {
     /// the config file). The host reads them and hands them to the adapter. Default none.
     #[serde(default)]
     pub templates: BTreeMap<String, PathBuf>,
+    /// The host's own pod for the overlord-copy adapters (`builtin:overlord-single`,
+    /// `builtin:overlord-multi`): path of a `v1/Pod` YAML or JSON file (relative to the config
+    /// file), e.g. the output of `kubectl get pod OVERLORD -o yaml`. When absent and taskpod runs
+    /// in a pod, the pod is read through the API by `POD_NAME` and `POD_NAMESPACE`
+    /// ([`base_pod::from_api`]). Default none.
+    #[serde(default)]
+    pub base_pod: Option<PathBuf>,
     /// Bounds on every call of this adapter.
     #[serde(default)]
     pub limits: AdapterLimits,
@@ -583,6 +591,18 @@ impl Config {
     /// Where an adapter's component comes from, with paths resolved.
     pub fn component_source(&self, binding: &AdapterBinding) -> ComponentSource {
         ComponentSource::parse(&binding.component, &self.base_dir)
+    }
+
+    /// Reads an adapter's base pod (`basePod`) as JSON, when the binding names one.
+    pub fn read_base_pod(&self, index: usize) -> Result<Option<String>> {
+        let binding = &self.adapters[index];
+        let Some(file) = &binding.base_pod else {
+            return Ok(None);
+        };
+        let key = format!("adapters[{index}].basePod");
+        base_pod::from_file(&self.base_dir.join(file))
+            .map(Some)
+            .map_err(|message| ConfigError::Invalid { key, message })
     }
 
     /// Reads an adapter's templates as JSON, in name order. YAML or JSON files are accepted;

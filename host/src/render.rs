@@ -41,6 +41,7 @@ pub enum RenderError {
 struct Bound {
     adapter: Arc<LoadedAdapter>,
     templates: sdk::Pairs,
+    base_pod: Option<String>,
     restart: RestartRule,
 }
 
@@ -73,6 +74,7 @@ impl Renderer {
         let mut bound = BTreeMap::new();
         for (index, binding) in config.adapters.iter().enumerate() {
             let templates = config.read_templates(index)?;
+            let base_pod = config.read_base_pod(index)?;
             let spec = AdapterSpec {
                 name: binding.name.clone(),
                 source: config.component_source(binding),
@@ -85,6 +87,7 @@ impl Renderer {
                 Bound {
                     adapter,
                     templates,
+                    base_pod,
                     restart: RestartRule {
                         allow_on_failure: binding.allow_restart_on_failure,
                         max_backoff_limit: binding.max_backoff_limit,
@@ -104,6 +107,21 @@ impl Renderer {
             runtime,
             bound,
         })
+    }
+
+    /// Gives the host's own pod (JSON, e.g. from [`crate::config::base_pod::from_env`]) to the
+    /// built-in overlord-copy adapters whose binding names no `basePod` file, for when taskpod
+    /// runs in a pod.
+    pub fn set_own_pod(&mut self, pod_json: &str) {
+        for binding in &self.config.adapters {
+            let overlord = binding.component.starts_with("builtin:overlord-");
+            if let Some(bound) = self.bound.get_mut(&binding.name)
+                && overlord
+                && bound.base_pod.is_none()
+            {
+                bound.base_pod = Some(pod_json.to_owned());
+            }
+        }
     }
 
     /// The configuration.
@@ -136,7 +154,7 @@ impl Renderer {
         let context = Context {
             namespace: self.config.namespace.clone(),
             config: bound.adapter.config().to_owned(),
-            base_pod: None,
+            base_pod: bound.base_pod.clone(),
             templates: bound.templates.clone(),
             job_name: job_name.clone(),
             labels: self.labels.clone(),

@@ -40,6 +40,8 @@ pub const BUILTIN_PREFIX: &str = "builtin:";
 /// The built-in adapters embedded in the binary, by name.
 pub const BUILTINS: &[(&str, &[u8])] = &[
     ("pod-template", guests::POD_TEMPLATE),
+    ("overlord-single", guests::OVERLORD_SINGLE),
+    ("overlord-multi", guests::OVERLORD_MULTI),
     ("teraslice", guests::TERASLICE),
     ("samza", guests::SAMZA),
 ];

@@ -1,25 +1,65 @@
-//! A minimal importer of Druid's `druid.indexer.runner.*` runtime properties.
+//! The importer of Druid's `druid.indexer.runner.*` runtime properties (the overlord's
+//! `runtime.properties` of Druid's MM-less Kubernetes task runner).
 //!
-//! It understands the keys of the customTemplateAdapter example in Druid's "MM-less Druid in
-//! K8s" documentation — `namespace`, `k8s.adapter.type=customTemplateAdapter`,
-//! `k8s.podTemplate.base` and `k8s.podTemplate.{taskType}`, `labels` and `annotations` (JSON
-//! objects), `maxTaskDuration`, `taskCleanupDelay` — and maps them onto a [`Config`] with the
-//! built-in `pod-template` adapter. Any other `druid.indexer.runner.*` key becomes a warning
-//! naming it (the full importer is later work); properties outside that prefix are not ours and
-//! are ignored. Paths are resolved against the properties file's directory.
+//! An operator points taskpod at the properties they already run with and gets the same Jobs:
+//! [`import`] maps every property of the Kubernetes runner onto a [`Config`] with one built-in
+//! adapter — `overlordSingleContainer` (Druid's default) → `overlord-single`,
+//! `overlordMultiContainer` (or the deprecated `sidecarSupport=true`) → `overlord-multi`,
+//! `customTemplateAdapter` → `pod-template` — and the runner keys (durations in ISO-8601, as
+//! Druid writes them). The adapter's own keys (`javaOptsArray`, `peonMonitors`,
+//! `primaryContainerName`, `kubexitImage`, `cpuCoreInMicro`, plus Druid's
+//! `druid.indexer.task.baseTaskDir` and `druid.enableTlsPort`) go into the adapter's config.
+//!
+//! Nothing is dropped silently: a property taskpod does not use becomes a warning that names it
+//! and says why (e.g. `overlordNamespace`, `k8sAndWorker.workerTaskRunnerType`, pod templates
+//! given to an overlord adapter), and a property taskpod cannot honour is an error naming it —
+//! `javaOpts` (a string; Druid's runner needs `javaOptsArray`), an unknown adapter or runner
+//! type, `k8sAndWorker.sendAllTasksToWorkerTaskRunner=true`, malformed values. Properties outside
+//! `druid.` are not Druid's and are ignored, except `taskpod.basePod`: the file of the overlord's
+//! pod for the overlord adapters when taskpod does not run in that pod (see
+//! [`super::base_pod`]). Paths are resolved against the properties file's directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{AdapterBinding, AdapterLimits, Config, ConfigError, parse_duration};
+use super::{AdapterBinding, AdapterLimits, Config, ConfigDuration, ConfigError, parse_duration};
 
 const PREFIX: &str = "druid.indexer.runner.";
 
-/// Druid's adapter types and what taskpod does with each.
-const ADAPTER_TYPES: &[(&str, Option<&str>)] = &[
-    ("customTemplateAdapter", Some("pod-template")),
-    ("overlordSingleContainer", None),
-    ("overlordMultiContainer", None),
+/// taskpod's own property naming the overlord's pod file (`basePod` of the adapter binding).
+pub const BASE_POD_PROPERTY: &str = "taskpod.basePod";
+
+/// Druid's adapter types and the built-in adapter each maps to.
+const ADAPTER_TYPES: &[(&str, &str)] = &[
+    ("overlordSingleContainer", "overlord-single"),
+    ("overlordMultiContainer", "overlord-multi"),
+    ("customTemplateAdapter", "pod-template"),
+];
+
+/// Every `druid.indexer.runner.*` key the importer knows (besides `k8s.podTemplate.*` and
+/// `k8sAndWorker.*`), for the warning on an unknown one.
+const KNOWN: &[&str] = &[
+    "type",
+    "namespace",
+    "overlordNamespace",
+    "capacity",
+    "labels",
+    "annotations",
+    "javaOptsArray",
+    "javaOpts",
+    "peonMonitors",
+    "primaryContainerName",
+    "kubexitImage",
+    "sidecarSupport",
+    "cpuCoreInMicro",
+    "maxTaskDuration",
+    "taskCleanupDelay",
+    "taskCleanupInterval",
+    "K8sjobLaunchTimeout",
+    "debugJobs",
+    "graceTerminationPeriodSeconds",
+    "disableClientProxy",
+    "k8s.adapter.type",
 ];
 
 /// A config imported from Druid properties, with the warnings to show the user.
@@ -27,7 +67,7 @@ const ADAPTER_TYPES: &[(&str, Option<&str>)] = &[
 pub struct Imported {
     /// The resulting configuration (validated).
     pub config: Config,
-    /// One line per property that was not imported.
+    /// One line per property that was not imported, naming it and saying why.
     pub warnings: Vec<String>,
 }
 
@@ -48,7 +88,40 @@ pub fn import_file(path: &Path) -> Result<Imported, ConfigError> {
     })
 }
 
-/// Imports properties text; relative template paths are joined to `base`.
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{key}={value}: expected true or false")),
+    }
+}
+
+fn parse_u64(key: &str, value: &str) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .map_err(|_| format!("{key}={value}: expected a non-negative whole number"))
+}
+
+fn parse_duration_at(key: &str, value: &str) -> Result<ConfigDuration, String> {
+    parse_duration(value)
+        .map(ConfigDuration)
+        .map_err(|e| format!("{key}={value}: {e}; write an ISO-8601 duration such as PT4H or P2D"))
+}
+
+fn json_map(key: &str, value: &str) -> Result<BTreeMap<String, String>, String> {
+    serde_json::from_str(value).map_err(|e| {
+        format!("{key}: expected a JSON object of strings like {{\"key\":\"value\"}}: {e}")
+    })
+}
+
+fn json_strings(key: &str, value: &str) -> Result<Vec<String>, String> {
+    serde_json::from_str(value).map_err(|e| {
+        format!("{key}: expected a JSON array of strings like [\"-Xmx1g\", \"-Duser.timezone=UTC\"]: {e}")
+    })
+}
+
+/// Imports properties text; relative paths (templates, `taskpod.basePod`) are joined to `base`
+/// when the config is used. Errors name the property.
 pub fn import(text: &str, base: &Path) -> Result<Imported, String> {
     let properties = parse_properties(text);
     let mut config = Config {
@@ -57,77 +130,209 @@ pub fn import(text: &str, base: &Path) -> Result<Imported, String> {
     };
     let mut warnings = Vec::new();
     let mut adapter_type: Option<String> = None;
+    let mut sidecar_support = false;
     let mut templates: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // Adapter configuration keys, by the adapters that take them.
+    let mut overlord = serde_json::Map::new();
+    let mut template_config = serde_json::Map::new();
+    let mut worker_runner: Option<(String, String)> = None;
+    let mut send_all_to_worker = false;
+    let mut overlord_namespace: Option<String> = None;
+
+    if let Some(dir) = properties.get("druid.indexer.task.baseTaskDir") {
+        overlord.insert("baseTaskDir".into(), dir.clone().into());
+        template_config.insert("baseTaskDir".into(), dir.clone().into());
+    }
+    if let Some(tls) = properties.get("druid.enableTlsPort") {
+        let tls = parse_bool("druid.enableTlsPort", tls)?;
+        overlord.insert("enableTlsPort".into(), tls.into());
+        template_config.insert("tlsEnabled".into(), tls.into());
+    }
+    if let Some(v) = properties.get("druid.indexer.task.encapsulatedTask")
+        && !parse_bool("druid.indexer.task.encapsulatedTask", v)?
+    {
+        warnings.push(
+            "druid.indexer.task.encapsulatedTask=false: Druid's Kubernetes runner requires true (the peon reads its task from TASK_JSON); set it to true for the peons".to_owned(),
+        );
+    }
+
     for (key, value) in &properties {
         let Some(short) = key.strip_prefix(PREFIX) else {
             continue;
         };
-        let duration = |value: &str| {
-            parse_duration(value)
-                .map(super::ConfigDuration)
-                .map_err(|e| format!("{key}: {e}"))
-        };
-        let json_map = |value: &str| -> Result<BTreeMap<String, String>, String> {
-            serde_json::from_str(value).map_err(|e| {
-                format!("{key}: expected a JSON object of strings like {{\"key\":\"value\"}}: {e}")
-            })
-        };
         match short {
+            "type" => match value.as_str() {
+                "k8s" => {}
+                "k8sAndWorker" => warnings.push(format!(
+                    "{key}=k8sAndWorker: taskpod runs every task as a Kubernetes Job; tasks are not routed to middle managers or indexers (migration mode), so finish the migration or keep those tasks on Druid"
+                )),
+                other => {
+                    return Err(format!(
+                        "{key}={other}: not a Kubernetes task runner; taskpod imports type=k8s (or k8sAndWorker)"
+                    ));
+                }
+            },
             "namespace" => config.namespace = value.clone(),
-            "type" if value == "k8s" => {}
+            "overlordNamespace" => overlord_namespace = Some(value.clone()),
+            "capacity" => {
+                config.runner.capacity =
+                    u32::try_from(parse_u64(key, value)?).unwrap_or(u32::MAX).min(i32::MAX as u32)
+            }
+            "labels" => config.labels = json_map(key, value)?,
+            "annotations" => config.annotations = json_map(key, value)?,
+            "javaOptsArray" => {
+                overlord.insert("javaOptsArray".into(), json_strings(key, value)?.into());
+            }
+            "javaOpts" => {
+                return Err(format!(
+                    "{key} is no longer supported: Druid's Kubernetes task runner (and taskpod) needs the Java options as an array, because -Xmx and -XX:MaxDirectMemorySize size the peon's memory; write {PREFIX}javaOptsArray=[\"-Xmx1g\", …] instead"
+                ));
+            }
+            "peonMonitors" => {
+                overlord.insert("peonMonitors".into(), json_strings(key, value)?.into());
+            }
+            "primaryContainerName" => {
+                overlord.insert("primaryContainerName".into(), value.clone().into());
+            }
+            "kubexitImage" => {
+                overlord.insert("kubexitImage".into(), value.clone().into());
+            }
+            "cpuCoreInMicro" => {
+                overlord.insert("cpuCoreInMicro".into(), parse_u64(key, value)?.into());
+            }
+            "sidecarSupport" => sidecar_support = parse_bool(key, value)?,
+            "maxTaskDuration" => config.runner.max_task_duration = parse_duration_at(key, value)?,
+            "taskCleanupDelay" => config.runner.task_cleanup_delay = parse_duration_at(key, value)?,
+            "taskCleanupInterval" => {
+                config.runner.task_cleanup_interval = parse_duration_at(key, value)?
+            }
+            "K8sjobLaunchTimeout" | "k8sjobLaunchTimeout" | "k8sJobLaunchTimeout" => {
+                config.runner.k8s_job_launch_timeout = parse_duration_at(key, value)?
+            }
+            "debugJobs" => config.runner.debug_jobs = parse_bool(key, value)?,
+            "graceTerminationPeriodSeconds" => {
+                let seconds = match value.parse::<u64>() {
+                    Ok(s) => s,
+                    Err(_) => parse_duration_at(key, value)?.0.as_secs(),
+                };
+                config.runner.grace_termination_period_seconds =
+                    Some(u32::try_from(seconds).map_err(|_| format!("{key}={value}: too large"))?);
+            }
+            "disableClientProxy" => config.runner.disable_client_proxy = parse_bool(key, value)?,
             "k8s.adapter.type" => adapter_type = Some(value.clone()),
-            "labels" => config.labels = json_map(value)?,
-            "annotations" => config.annotations = json_map(value)?,
-            "maxTaskDuration" => config.runner.max_task_duration = duration(value)?,
-            "taskCleanupDelay" => config.runner.task_cleanup_delay = duration(value)?,
+            "k8sAndWorker.workerTaskRunnerType" => {
+                worker_runner = Some((key.clone(), value.clone()));
+            }
+            "k8sAndWorker.sendAllTasksToWorkerTaskRunner" => {
+                send_all_to_worker = parse_bool(key, value)?;
+            }
             _ => match short.strip_prefix("k8s.podTemplate.") {
                 Some(task_type) if !task_type.is_empty() => {
                     templates.insert(task_type.to_owned(), PathBuf::from(value));
                 }
                 _ => warnings.push(format!(
-                    "{key} is not imported yet (taskpod imports namespace, k8s.adapter.type, \
-                     k8s.podTemplate.*, labels, annotations, maxTaskDuration, taskCleanupDelay); \
-                     set the equivalent key in a taskpod config file instead"
+                    "{key} is not a property of Druid's Kubernetes task runner that taskpod knows; it is ignored (known: {}, k8s.podTemplate.*, k8sAndWorker.*)",
+                    KNOWN.join(", ")
                 )),
             },
         }
     }
-    let adapter_type = adapter_type.ok_or_else(|| {
-        format!(
-            "{PREFIX}k8s.adapter.type is not set (Druid then uses overlordSingleContainer, which \
-             taskpod cannot import yet); set it to customTemplateAdapter"
-        )
-    })?;
-    let builtin = match ADAPTER_TYPES.iter().find(|(name, _)| *name == adapter_type) {
-        Some((_, Some(builtin))) => *builtin,
-        Some((_, None)) => {
-            return Err(format!(
-                "{PREFIX}k8s.adapter.type={adapter_type} cannot be imported yet; only \
-                 customTemplateAdapter is supported by this importer"
+
+    if send_all_to_worker {
+        return Err(format!(
+            "{PREFIX}k8sAndWorker.sendAllTasksToWorkerTaskRunner=true sends every task to middle managers; taskpod only runs tasks as Kubernetes Jobs, so it cannot honour it: set it to false or keep that overlord on Druid's runner"
+        ));
+    }
+    if let Some((key, value)) = worker_runner {
+        warnings.push(format!(
+            "{key}={value}: taskpod has no worker task runner; every task runs as a Kubernetes Job"
+        ));
+    }
+    if let Some(ns) = overlord_namespace
+        && ns != config.namespace
+    {
+        warnings.push(format!(
+            "{PREFIX}overlordNamespace={ns}: taskpod reads its own pod from POD_NAMESPACE (or the file in {BASE_POD_PROPERTY}), not from this namespace"
+        ));
+    }
+
+    let adapter_type = match (adapter_type, sidecar_support) {
+        (Some(t), true) if t != "overlordMultiContainer" => {
+            warnings.push(format!(
+                "{PREFIX}sidecarSupport=true is deprecated and ignored because {PREFIX}k8s.adapter.type={t}"
             ));
+            t
         }
-        None => {
-            return Err(format!(
+        (Some(t), _) => t,
+        (None, true) => {
+            warnings.push(format!(
+                "{PREFIX}sidecarSupport is deprecated; imported as {PREFIX}k8s.adapter.type=overlordMultiContainer"
+            ));
+            "overlordMultiContainer".to_owned()
+        }
+        (None, false) => "overlordSingleContainer".to_owned(),
+    };
+    let builtin = ADAPTER_TYPES
+        .iter()
+        .find(|(name, _)| *name == adapter_type)
+        .map(|(_, builtin)| *builtin)
+        .ok_or_else(|| {
+            format!(
                 "{PREFIX}k8s.adapter.type={adapter_type} is not a Druid adapter type; known: {}",
                 ADAPTER_TYPES
                     .iter()
                     .map(|(n, _)| *n)
                     .collect::<Vec<_>>()
                     .join(", ")
+            )
+        })?;
+
+    let base_pod = properties.get(BASE_POD_PROPERTY).map(PathBuf::from);
+    let adapter_config = if builtin == "pod-template" {
+        if !templates.contains_key("base") {
+            return Err(format!(
+                "{PREFIX}k8s.podTemplate.base is required with customTemplateAdapter (the path of the base PodTemplate file)"
             ));
         }
+        for key in overlord.keys() {
+            if key != "baseTaskDir" && key != "enableTlsPort" {
+                warnings.push(format!(
+                    "{PREFIX}{key} is not used by customTemplateAdapter (the pod templates define the peon's pod); it is ignored"
+                ));
+            }
+        }
+        if base_pod.is_some() {
+            warnings.push(format!(
+                "{BASE_POD_PROPERTY} is not used by customTemplateAdapter; it is ignored"
+            ));
+        }
+        template_config
+    } else {
+        for task_type in templates.keys() {
+            warnings.push(format!(
+                "{PREFIX}k8s.podTemplate.{task_type} is only used by customTemplateAdapter; {adapter_type} builds Jobs from the overlord's pod, so it is ignored"
+            ));
+        }
+        templates.clear();
+        if builtin == "overlord-single" && overlord.contains_key("kubexitImage") {
+            warnings.push(format!(
+                "{PREFIX}kubexitImage is only used by overlordMultiContainer; it is ignored"
+            ));
+            overlord.remove("kubexitImage");
+        }
+        overlord
     };
-    if !templates.contains_key("base") {
-        return Err(format!(
-            "{PREFIX}k8s.podTemplate.base is required with customTemplateAdapter (the path of \
-             the base PodTemplate file)"
-        ));
-    }
+
     config.adapters.push(AdapterBinding {
         name: builtin.to_owned(),
         component: format!("{}{builtin}", crate::adapters::BUILTIN_PREFIX),
-        config: serde_json::Value::Object(serde_json::Map::new()),
+        config: serde_json::Value::Object(adapter_config),
         templates,
+        base_pod: if builtin == "pod-template" {
+            None
+        } else {
+            base_pod
+        },
         limits: AdapterLimits::default(),
         allow_restart_on_failure: false,
         max_backoff_limit: 3,
