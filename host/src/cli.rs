@@ -14,6 +14,16 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+mod demo;
+mod remote;
+mod serve;
+
+pub use demo::DemoArgs;
+pub use remote::{
+    CancelArgs, CapacityArgs, ListArgs, LogsArgs, ServerArg, ServiceError, StatusArgs, SubmitArgs,
+};
+pub use serve::{ServeArgs, SimArgs};
+
 use crate::adapters::{self, AdapterSpec, ComponentSource, Runtime, RuntimeOptions};
 use crate::bench;
 use crate::config::{self, Config, ConfigError};
@@ -44,6 +54,24 @@ pub enum Command {
     /// Run the project's benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run the host: task store, runner and HTTP API (until Ctrl-C or SIGTERM).
+    Serve(ServeArgs),
+    /// Start a simulated cluster and the host in-process, run the sample tasks, show the results.
+    Demo(DemoArgs),
+    /// Run the simulated Kubernetes cluster standalone, writing a kubeconfig for it.
+    Sim(SimArgs),
+    /// Submit a task to a running server (`--wait` follows it to its end).
+    Submit(SubmitArgs),
+    /// Show a task's state and history.
+    Status(StatusArgs),
+    /// List tasks (filters, pages).
+    List(ListArgs),
+    /// Cancel a task (its Job is deleted).
+    Cancel(CancelArgs),
+    /// Print a task's log (`-f` follows it live).
+    Logs(LogsArgs),
+    /// Show or change the capacity (most Jobs in flight).
+    Capacity(CapacityArgs),
 }
 
 /// Arguments of `taskpod render`.
@@ -156,6 +184,9 @@ pub enum CliError {
     /// The benchmark failed.
     #[error(transparent)]
     Bench(#[from] bench::BenchError),
+    /// A service (`serve`, `demo`, `sim`) or client command failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
     /// The runner benchmark failed.
     #[error(transparent)]
     RunnerBench(#[from] crate::runner::bench::RunnerBenchError),
@@ -165,6 +196,15 @@ pub enum CliError {
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         Command::Render(args) => render(&args, out),
+        Command::Serve(args) => Ok(serve::serve(&args, out)?),
+        Command::Demo(args) => Ok(demo::demo(&args, out)?),
+        Command::Sim(args) => Ok(serve::sim(&args, out)?),
+        Command::Submit(args) => Ok(remote::submit(&args, out)?),
+        Command::Status(args) => Ok(remote::status(&args, out)?),
+        Command::List(args) => Ok(remote::list(&args, out)?),
+        Command::Cancel(args) => Ok(remote::cancel(&args, out)?),
+        Command::Logs(args) => Ok(remote::logs(&args, out)?),
+        Command::Capacity(args) => Ok(remote::capacity(&args, out)?),
         Command::Adapter(AdapterCommand::Check { component, config }) => {
             adapter_check(&component, config.as_deref(), out)
         }

@@ -8,6 +8,7 @@ pub mod adapters;
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod contract;
 pub mod kube;
