@@ -161,7 +161,10 @@ pub fn job_outcome(job: &Job) -> Option<Outcome> {
                     succeeded: true,
                     code: ReasonCode::Completed,
                     message: "Job completed".to_owned(),
-                    exit_code: None,
+                    // A Job is Complete only once its pod Succeeded, and a pod Succeeds only when
+                    // every container exited 0: the main container's exit code is known even when
+                    // the Job's condition is seen before the pod's terminated state.
+                    exit_code: Some(0),
                 });
             }
             "Failed" => {
