@@ -114,8 +114,10 @@ fn main() -> anyhow::Result<()> {
     // still named from the name section) and wasm SIMD, which wasmtime compiles to native vector
     // instructions. Fat LTO with one codegen unit was measured with `taskpod bench adapters` and
     // gave no gain, so the guests keep the workspace's release profile otherwise.
-    cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", "-Ctarget-feature=+simd128");
+    cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false").env(
+        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+        "-Ctarget-feature=+simd128",
+    );
     for (key, _) in env::vars_os() {
         let Some(key_str) = key.to_str() else {
             continue;
