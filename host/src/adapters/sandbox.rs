@@ -24,8 +24,8 @@ wasmtime::component::bindgen!({
     world: "pod-adapter",
 });
 
-use taskpod::adapter::log::Level;
-use taskpod::adapter::types as wit;
+use self::taskpod::adapter::log::Level;
+use self::taskpod::adapter::types as wit;
 
 /// The pre-linked, type-checked form of an adapter component.
 pub(crate) type AdapterPre = PodAdapterPre<SandboxState>;
