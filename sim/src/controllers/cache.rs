@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -271,6 +272,7 @@ impl Cache<DynamicObject> {
 pub(crate) struct Caches {
     pub(crate) jobs: Arc<Cache<Job>>,
     pub(crate) pods: Arc<Cache<Pod>>,
+    pub(crate) deployments: Arc<Cache<Deployment>>,
     /// Other kinds with owner references, watched for the garbage collector only.
     pub(crate) others: Vec<Arc<Cache<DynamicObject>>>,
 }
@@ -280,7 +282,6 @@ impl Caches {
         let others = [
             ("v1", "ConfigMap", "configmaps"),
             ("v1", "Service", "services"),
-            ("apps/v1", "Deployment", "deployments"),
             ("coordination.k8s.io/v1", "Lease", "leases"),
         ]
         .into_iter()
@@ -289,13 +290,18 @@ impl Caches {
         Self {
             jobs: Arc::new(Cache::new("batch/v1", "Job", "jobs")),
             pods: Arc::new(Cache::new("v1", "Pod", "pods")),
+            deployments: Arc::new(Cache::new("apps/v1", "Deployment", "deployments")),
             others,
         }
     }
 
     /// Every kind, for lookups by `apiVersion`/`kind`.
     pub(crate) fn kinds(&self) -> Vec<KindInfo> {
-        let mut kinds = vec![self.jobs.kind.clone(), self.pods.kind.clone()];
+        let mut kinds = vec![
+            self.jobs.kind.clone(),
+            self.pods.kind.clone(),
+            self.deployments.kind.clone(),
+        ];
         kinds.extend(self.others.iter().map(|c| c.kind.clone()));
         kinds
     }
@@ -310,17 +316,19 @@ impl Caches {
         let client = ctx.client.clone();
         let mut tasks = vec![
             tokio::spawn(self.jobs.clone().run(Api::all(client.clone()), ctx.clone())),
-            tokio::spawn(self.pods.clone().run(Api::all(client), ctx.clone())),
+            tokio::spawn(self.pods.clone().run(Api::all(client.clone()), ctx.clone())),
+            tokio::spawn(self.deployments.clone().run(Api::all(client), ctx.clone())),
         ];
         for other in &self.others {
             tasks.push(tokio::spawn(other.clone().run_dynamic(ctx.clone())));
         }
         let (jobs, pods, others) = (self.jobs.clone(), self.pods.clone(), self.others.clone());
+        let deployments = self.deployments.clone();
         let cancel = ctx.cancel.clone();
         tasks.push(tokio::spawn(async move {
             let started = tokio::time::Instant::now();
             loop {
-                let others_ok = others.iter().all(|c| c.is_synced())
+                let others_ok = (deployments.is_synced() && others.iter().all(|c| c.is_synced()))
                     || started.elapsed() > Duration::from_secs(5);
                 if jobs.is_synced() && pods.is_synced() && others_ok {
                     ready.send_replace(true);

@@ -7,7 +7,9 @@
 //! `restartPolicy` (`OnFailure`, `Always`) says so, or waits in `ErrImagePull` then
 //! `ImagePullBackOff` (the pod stays `Pending`). The pod phase follows the regular containers
 //! only, so a regular sidecar that never exits keeps the pod `Running`; native sidecars are
-//! stopped when the regular containers have ended. Eviction marks the pod `Failed`, reason
+//! stopped when the regular containers have ended; a container wired with kubexit
+//! (`KUBEXIT_DEATH_DEPS`) is stopped when a container it depends on has terminated, as kubexit's
+//! graveyard makes it. Eviction marks the pod `Failed`, reason
 //! `Evicted`, with a `DisruptionTarget` condition. Log lines go to [`PodLogs`](crate::logs::PodLogs)
 //! while containers run.
 //!
@@ -88,6 +90,75 @@ struct Container {
     /// Generated log lines written in the current run.
     lines_written: u32,
     container_id: Option<String>,
+    /// kubexit wiring of this container, if its environment has any.
+    kubexit: Option<Kubexit>,
+}
+
+/// What kubexit does in one container, read from its environment and command as the real
+/// kubexit reads them: `KUBEXIT_NAME` names its tombstone, `KUBEXIT_GRAVEYARD` is the directory
+/// of tombstones (a volume shared by the containers), `KUBEXIT_DEATH_DEPS` the comma-separated
+/// names whose death makes kubexit stop its child.
+#[derive(Clone, Debug, Default)]
+struct Kubexit {
+    /// `KUBEXIT_NAME`.
+    name: Option<String>,
+    /// Name of the volume mounted at `KUBEXIT_GRAVEYARD` (tombstones are seen only by
+    /// containers that mount the same volume there).
+    graveyard: Option<String>,
+    /// The command line runs the kubexit binary (only then is a tombstone written).
+    wrapped: bool,
+    /// `KUBEXIT_DEATH_DEPS`.
+    death_deps: Vec<String>,
+    /// The command line ends in `|| true`: the shell exits 0 after kubexit stopped its child.
+    or_true: bool,
+}
+
+impl Kubexit {
+    /// The kubexit wiring of `c`, `None` when it has no `KUBEXIT_*` variables.
+    fn of(c: &k8s_openapi::api::core::v1::Container) -> Option<Kubexit> {
+        let env = |name: &str| {
+            c.env
+                .iter()
+                .flatten()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        let name = env("KUBEXIT_NAME");
+        let graveyard_path = env("KUBEXIT_GRAVEYARD");
+        let deps = env("KUBEXIT_DEATH_DEPS");
+        if name.is_none() && graveyard_path.is_none() && deps.is_none() {
+            return None;
+        }
+        let trim = |p: &str| p.trim_end_matches('/').to_owned();
+        let graveyard = graveyard_path.and_then(|path| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| trim(&m.mount_path) == trim(&path))
+                .map(|m| m.name.clone())
+        });
+        let line: Vec<&str> = c
+            .command
+            .iter()
+            .flatten()
+            .chain(c.args.iter().flatten())
+            .map(String::as_str)
+            .collect();
+        let line = line.join(" ");
+        Some(Kubexit {
+            name,
+            graveyard,
+            wrapped: line.contains("kubexit"),
+            death_deps: deps
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            or_true: line.trim_end().ends_with("|| true"),
+        })
+    }
 }
 
 impl Container {
@@ -261,6 +332,7 @@ impl Kubelets {
                 done: false,
                 lines_written: 0,
                 container_id: None,
+                kubexit: Kubexit::of(c),
             });
         }
         let node_index = self.inner.nodes.get(node).copied().unwrap_or(0);
@@ -616,6 +688,50 @@ impl Kubelets {
         }
     }
 
+    /// kubexit: a running regular container whose death dependency has a tombstone marked dead
+    /// in its graveyard (a kubexit-wrapped container with that `KUBEXIT_NAME`, sharing the
+    /// graveyard volume, that has terminated) is stopped as kubexit stops its child: `SIGTERM`,
+    /// exit 143 — or 0 when the command line ends in `|| true`, as Druid's wiring does.
+    /// Containers stopped this way are not restarted.
+    fn kubexit_deaths(&self, run: &mut PodRun, now: Instant) {
+        let dead: Vec<(String, String)> = run
+            .containers
+            .iter()
+            .filter(|c| !c.init && matches!(c.state, CState::Terminated(_)))
+            .filter_map(|c| {
+                let k = c.kubexit.as_ref().filter(|k| k.wrapped)?;
+                Some((k.name.clone()?, k.graveyard.clone()?))
+            })
+            .collect();
+        if dead.is_empty() {
+            return;
+        }
+        for i in 0..run.containers.len() {
+            let c = &run.containers[i];
+            if c.init || !c.running() {
+                continue;
+            }
+            let Some(k) = c.kubexit.as_ref().filter(|k| k.wrapped) else {
+                continue;
+            };
+            let Some(graveyard) = k.graveyard.as_deref() else {
+                continue;
+            };
+            let died = k
+                .death_deps
+                .iter()
+                .any(|dep| dead.iter().any(|(n, g)| n == dep && g == graveyard));
+            if died {
+                let (code, reason) = if k.or_true {
+                    (0, "Completed")
+                } else {
+                    (SIGTERM_EXIT, "Error")
+                };
+                self.kill(run, i, now, code, reason);
+            }
+        }
+    }
+
     /// Advances the whole pod to `now`; returns the next moment something is planned.
     fn advance(&self, run: &mut PodRun, now: Instant, deleting: bool) -> Option<Instant> {
         if matches!(run.phase, "Succeeded" | "Failed") {
@@ -710,6 +826,7 @@ impl Kubelets {
                 }
                 merge(self.step(run, i, now, now));
             }
+            self.kubexit_deaths(run, now);
             let regular = || run.containers.iter().filter(|c| !c.init);
             let all_started = regular().all(|c| {
                 !matches!(

@@ -1,5 +1,5 @@
-//! Simulated controllers and kubelets: the Job controller, the TTL-after-finished controller, the
-//! garbage collector, the scheduler and the simulated kubelets of a configurable node pool.
+//! Simulated controllers and kubelets: the Job controller, the Deployment controller, the
+//! TTL-after-finished controller, the garbage collector, the scheduler and the simulated kubelets of a configurable node pool.
 //!
 //! They talk to the simulated API server over HTTP through the real `kube` client, exactly as
 //! kube-controller-manager, kube-scheduler and the kubelet talk to a real API server: one watch
@@ -14,6 +14,7 @@
 
 pub mod behavior;
 mod cache;
+mod deployment;
 mod events;
 mod gc;
 mod job;
@@ -41,13 +42,13 @@ use crate::logs::PodLogs;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ControllerMode {
-    /// Job, TTL-after-finished and garbage-collection controllers, the scheduler and the simulated
-    /// kubelets: pods are scheduled, run and finish by themselves.
+    /// Job, Deployment, TTL-after-finished and garbage-collection controllers, the scheduler and
+    /// the simulated kubelets: pods are scheduled, run and finish by themselves.
     #[default]
     Full,
-    /// Job, TTL-after-finished and garbage-collection controllers only, as under envtest: no
-    /// scheduler and no kubelets, so pods stay unbound and `Pending` until a client patches their
-    /// `status` subresource.
+    /// Job, Deployment, TTL-after-finished and garbage-collection controllers only, as under
+    /// envtest: no scheduler and no kubelets, so pods stay unbound and `Pending` until a client
+    /// patches their `status` subresource.
     ControllersOnly,
     /// Nothing runs: the API server alone.
     Off,
@@ -403,6 +404,7 @@ fn start(ctx: Arc<Context>, ready: watch::Sender<bool>) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
 
     let jobs = job::JobController::new(ctx.clone());
+    let deployments = deployment::DeploymentController::new(ctx.clone());
     let ttl = ttl::TtlController::new(ctx.clone());
     let gc = gc::GarbageCollector::new(ctx.clone());
     let scheduler = full.then(|| scheduler::Scheduler::new(ctx.clone()));
@@ -419,11 +421,20 @@ fn start(ctx: Arc<Context>, ready: watch::Sender<bool>) -> Vec<JoinHandle<()>> {
         });
     }
     {
-        let (jobs, gc) = (jobs.clone(), gc.clone());
+        let (deployments, gc) = (deployments.clone(), gc.clone());
+        let kind = ctx.caches.deployments.kind.clone();
+        ctx.caches.deployments.subscribe(move |change| {
+            deployments.on_deployment(change);
+            gc.on_change(change.meta_change(&kind));
+        });
+    }
+    {
+        let (jobs, deployments, gc) = (jobs.clone(), deployments.clone(), gc.clone());
         let (scheduler, kubelet) = (scheduler.clone(), kubelet.clone());
         let kind = ctx.caches.pods.kind.clone();
         ctx.caches.pods.subscribe(move |change| {
             jobs.on_pod(change);
+            deployments.on_pod(change);
             gc.on_change(change.meta_change(&kind));
             if let Some(s) = &scheduler {
                 s.on_pod(change);
@@ -442,6 +453,7 @@ fn start(ctx: Arc<Context>, ready: watch::Sender<bool>) -> Vec<JoinHandle<()>> {
     tasks.extend(ctx.recorder.run(ctx.clone()));
     tasks.extend(ctx.caches.run(&ctx, ready));
     tasks.extend(jobs.run(workers));
+    tasks.extend(deployments.run(workers));
     tasks.extend(ttl.run());
     tasks.extend(gc.run(workers));
     if let Some(s) = scheduler {

@@ -452,3 +452,64 @@ async fn ttl_after_finished_deletes_the_job_and_its_pods() -> Result<()> {
     sim.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn indexed_on_failure_job_restarts_a_failing_index_and_completes() -> Result<()> {
+    // As samza_kubernetes runs a job: one Indexed Job, one pod per container, restartPolicy
+    // OnFailure; container 1 fails once and is restarted in place.
+    let behavior = Behavior::default().with_rule(
+        RuleMatch {
+            labels: [(
+                "batch.kubernetes.io/job-completion-index".to_owned(),
+                "1".to_owned(),
+            )]
+            .into(),
+            ..RuleMatch::default()
+        },
+        ContainerBehavior {
+            run_seconds: Some(0.1),
+            exit_code: Some(2),
+            fail_times: Some(1),
+            ..ContainerBehavior::default()
+        },
+    );
+    let sim = start(ControllerConfig { behavior, ..fast() }).await?;
+    let client = sim.client();
+    let mut j = job(
+        "samza-like",
+        json!({"sim.taskpod.dev/run-seconds": "0.3"}),
+        json!({"completionMode": "Indexed", "completions": 3, "parallelism": 3, "backoffLimit": 3}),
+    );
+    if let Some(spec) = j.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        spec.restart_policy = Some("OnFailure".into());
+    }
+    create(&client, &j).await?;
+    let done = wait_for::<Job>(&client, "samza-like", "Complete", |j| {
+        job_condition(j, "Complete") || job_condition(j, "Failed")
+    })
+    .await?
+    .expect("job");
+    assert!(job_condition(Some(&done), "Complete"), "{done:#?}");
+    let status = done.status.clone().expect("status");
+    assert_eq!(status.completed_indexes.as_deref(), Some("0-2"));
+    assert_eq!(status.succeeded, Some(3));
+    assert_eq!(status.failed, None, "the failure was a restart in place");
+    let pods = job_pods(&client, "samza-like").await?;
+    assert_eq!(pods.len(), 3, "one pod per index, no replacement pod");
+    let restarts = |index: &str| {
+        pods.iter()
+            .find(|p| {
+                p.metadata.labels.as_ref().expect("labels")
+                    ["batch.kubernetes.io/job-completion-index"]
+                    == index
+            })
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|cs| cs[0].restart_count)
+    };
+    assert_eq!(restarts("1"), Some(1));
+    assert_eq!(restarts("0"), Some(0));
+    assert_eq!(restarts("2"), Some(0));
+    sim.shutdown().await;
+    Ok(())
+}

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::watcher;
-use serde_json::json;
+use serde_json::{Value, json};
 use taskpod_sim::controllers::{
     Behavior, ContainerBehavior, ControllerConfig, NodeSpec, RuleMatch,
 };
@@ -493,6 +493,125 @@ async fn crash_ends_an_endless_container_with_its_exit_code() -> Result<()> {
     let term = container_state(&p, "main")["terminated"].clone();
     assert_eq!(term["exitCode"], 2);
     assert_eq!(term["reason"], "Error");
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// A container wired as Druid's overlord-multi wires it for kubexit: `KUBEXIT_NAME`,
+/// `KUBEXIT_GRAVEYARD=/graveyard` on the `graveyard` volume, its command wrapped in
+/// `/kubexit/kubexit`, optionally `KUBEXIT_DEATH_DEPS` and a trailing `|| true`.
+fn kubexit_container(name: &str, deps: Option<&str>, wrapped: bool, or_true: bool) -> Value {
+    let mut env = vec![
+        json!({"name": "KUBEXIT_NAME", "value": name}),
+        json!({"name": "KUBEXIT_GRAVEYARD", "value": "/graveyard"}),
+    ];
+    if let Some(deps) = deps {
+        env.push(json!({"name": "KUBEXIT_DEATH_DEPS", "value": deps}));
+    }
+    let mut line = if wrapped {
+        "/kubexit/kubexit /bin/sh -c \"run\"".to_owned()
+    } else {
+        "run".to_owned()
+    };
+    if or_true {
+        line.push_str(" || true");
+    }
+    json!({
+        "name": name,
+        "image": "busybox",
+        "command": ["/bin/sh", "-c"],
+        "args": [line],
+        "env": env,
+        "volumeMounts": [
+            {"name": "graveyard", "mountPath": "/graveyard"},
+            {"name": "kubexit", "mountPath": "/kubexit"}
+        ]
+    })
+}
+
+/// A pod with a kubexit-wrapped `main` (0.2 s) and a `sidecar` that never exits on its own.
+fn kubexit_pod(name: &str, sidecar: Value) -> Pod {
+    let spec = json!({
+        "volumes": [
+            {"name": "graveyard", "emptyDir": {"medium": "Memory"}},
+            {"name": "kubexit", "emptyDir": {}}
+        ],
+        "initContainers": [{
+            "name": "kubexit", "image": "karlkfi/kubexit:latest",
+            "command": ["cp", "/bin/kubexit", "/kubexit/kubexit"],
+            "volumeMounts": [{"name": "kubexit", "mountPath": "/kubexit"}]
+        }],
+        "containers": [kubexit_container("main", None, true, false), sidecar]
+    });
+    let behavior = json!({"runSeconds": 0.2, "containers": {"sidecar": {"forever": true}}});
+    pod(
+        name,
+        spec,
+        json!({"sim.taskpod.dev/behavior": behavior.to_string()}),
+    )
+}
+
+#[tokio::test]
+async fn kubexit_stops_a_sidecar_when_its_death_dependency_dies() -> Result<()> {
+    let sim = start(fast()).await?;
+    let client = sim.client();
+    // Druid's wiring: the sidecar dies with main, and `|| true` makes it exit 0.
+    create(
+        &client,
+        &kubexit_pod(
+            "kx-druid",
+            kubexit_container("sidecar", Some("main"), true, true),
+        ),
+    )
+    .await?;
+    // Without `|| true`: kubexit's SIGTERM ends the sidecar with 143, so the pod fails.
+    create(
+        &client,
+        &kubexit_pod(
+            "kx-plain",
+            kubexit_container("sidecar", Some("main"), true, false),
+        ),
+    )
+    .await?;
+    // A sidecar whose command is not wrapped by kubexit never learns that main died.
+    create(
+        &client,
+        &kubexit_pod(
+            "kx-unwrapped",
+            kubexit_container("sidecar", Some("main"), false, true),
+        ),
+    )
+    .await?;
+    let done = wait_for::<Pod>(&client, "kx-druid", "Succeeded", |p| {
+        phase(p).as_deref() == Some("Succeeded")
+    })
+    .await?
+    .expect("pod");
+    assert_eq!(
+        container_state(&done, "sidecar")["terminated"]["exitCode"],
+        0
+    );
+    assert_eq!(container_state(&done, "main")["terminated"]["exitCode"], 0);
+    let plain = wait_for::<Pod>(&client, "kx-plain", "Failed", |p| {
+        phase(p).as_deref() == Some("Failed")
+    })
+    .await?
+    .expect("pod");
+    assert_eq!(
+        container_state(&plain, "sidecar")["terminated"]["exitCode"],
+        143
+    );
+    let unwrapped = wait_for::<Pod>(&client, "kx-unwrapped", "main terminated", |p| {
+        p.is_some_and(|p| container_state(p, "main")["terminated"]["exitCode"] == 0)
+    })
+    .await?
+    .expect("pod");
+    assert!(container_state(&unwrapped, "sidecar")["running"].is_object());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let unwrapped = Api::<Pod>::namespaced(client.clone(), "default")
+        .get("kx-unwrapped")
+        .await?;
+    assert_eq!(phase(Some(&unwrapped)).as_deref(), Some("Running"));
     sim.shutdown().await;
     Ok(())
 }
