@@ -97,6 +97,11 @@ pub struct Config {
     /// config file's directory. Not a YAML key.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The host's own pod (JSON) when taskpod runs in a pod, read through the API at start-up
+    /// (`POD_NAME`, `POD_NAMESPACE`): the base of the overlord-copy adapters whose binding names
+    /// no `basePod` file. Not a YAML key.
+    #[serde(skip)]
+    pub own_pod: Option<String>,
 }
 
 impl Default for Config {
@@ -111,6 +116,7 @@ impl Default for Config {
             routing: Routing::default(),
             runner: Runner::default(),
             base_dir: PathBuf::from("."),
+            own_pod: None,
         }
     }
 }
@@ -608,30 +614,66 @@ impl Config {
     /// Reads an adapter's templates as JSON, in name order. YAML or JSON files are accepted;
     /// each must be a `v1` `PodTemplate`.
     pub fn read_templates(&self, index: usize) -> Result<Vec<(String, String)>> {
-        let binding = &self.adapters[index];
-        let mut out = Vec::with_capacity(binding.templates.len());
-        for (name, file) in &binding.templates {
-            let key = format!("adapters[{index}].templates.{name}");
-            let path = self.base_dir.join(file);
-            let fail = |message: String| ConfigError::Template {
-                key: key.clone(),
-                path: path.clone(),
-                message,
-            };
-            let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
-            let value: serde_json::Value =
-                serde_yaml::from_str(&text).map_err(|e| fail(format!("not YAML/JSON: {e}")))?;
-            let api = value.get("apiVersion").and_then(|v| v.as_str());
-            let kind = value.get("kind").and_then(|v| v.as_str());
-            if api != Some("v1") || kind != Some("PodTemplate") {
-                return Err(fail(format!(
-                    "expected apiVersion v1, kind PodTemplate; found {api:?} {kind:?}"
-                )));
-            }
-            let json = serde_json::to_string(&value).map_err(|e| fail(e.to_string()))?;
-            out.push((name.clone(), json));
+        self.template_files(index)
+            .into_iter()
+            .map(|file| Ok((file.name.clone(), file.read()?)))
+            .collect()
+    }
+
+    /// The adapter bindings that build Jobs from the host's own pod (the overlord-copy adapters)
+    /// and name no `basePod` file: they need [`Config::own_pod`].
+    pub fn needs_own_pod(&self) -> Vec<&AdapterBinding> {
+        self.adapters
+            .iter()
+            .filter(|b| b.component.starts_with("builtin:overlord-") && b.base_pod.is_none())
+            .collect()
+    }
+
+    /// The pod template files of adapter `index`, by template name, for reading (and re-reading
+    /// when they change, as `serve` does).
+    pub fn template_files(&self, index: usize) -> Vec<TemplateFile> {
+        self.adapters[index]
+            .templates
+            .iter()
+            .map(|(name, file)| TemplateFile {
+                name: name.clone(),
+                key: format!("adapters[{index}].templates.{name}"),
+                path: self.base_dir.join(file),
+            })
+            .collect()
+    }
+}
+
+/// One pod template file named by an adapter binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateFile {
+    /// The template's name (a task type, `base`, or a selector's key).
+    pub name: String,
+    /// The config key naming the file (for errors).
+    pub key: String,
+    /// The file, resolved against the config's directory.
+    pub path: PathBuf,
+}
+
+impl TemplateFile {
+    /// Reads the file: a `v1` `PodTemplate` in YAML or JSON, returned as compact JSON.
+    pub fn read(&self) -> Result<String> {
+        let fail = |message: String| ConfigError::Template {
+            key: self.key.clone(),
+            path: self.path.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(&self.path).map_err(|e| fail(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_yaml::from_str(&text).map_err(|e| fail(format!("not YAML/JSON: {e}")))?;
+        let api = value.get("apiVersion").and_then(|v| v.as_str());
+        let kind = value.get("kind").and_then(|v| v.as_str());
+        if api != Some("v1") || kind != Some("PodTemplate") {
+            return Err(fail(format!(
+                "expected apiVersion v1, kind PodTemplate; found {api:?} {kind:?}"
+            )));
         }
-        Ok(out)
+        serde_json::to_string(&value).map_err(|e| fail(e.to_string()))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod contract;
+pub mod execution;
 pub mod kube;
 pub mod queue;
 pub mod reaper;

@@ -8,12 +8,13 @@
 //! the Job contract on the result.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use taskpod_adapter_sdk::{self as sdk, Context, names};
 
 use crate::adapters::{self, AdapterSpec, LoadedAdapter, Runtime};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, TemplateFile};
 use crate::contract::{self, JobContract, Manifests, RestartRule};
 use crate::task::SubmittedTask;
 
@@ -34,15 +35,109 @@ pub enum RenderError {
         /// The task type.
         task_type: String,
     },
+    /// A dynamic execution config names an adapter that is not configured.
+    #[error("no adapter named `{name}` is configured (configured: {known})")]
+    UnknownAdapter {
+        /// The name given.
+        name: String,
+        /// The configured adapter names.
+        known: String,
+    },
+}
+
+/// How often template files are checked for changes (a `stat` per file at most this often).
+const TEMPLATE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The pod templates of one binding, re-read when their files change: an operator edits a
+/// template and the next launch uses it, as Druid's template adapter does.
+#[derive(Debug)]
+struct Templates {
+    files: Vec<TemplateFile>,
+    state: Mutex<TemplateState>,
+}
+
+#[derive(Debug)]
+struct TemplateState {
+    pairs: sdk::Pairs,
+    stamps: Vec<Option<(SystemTime, u64)>>,
+    checked: Instant,
+}
+
+fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+impl Templates {
+    fn load(files: Vec<TemplateFile>) -> Result<Templates, ConfigError> {
+        let stamps = files.iter().map(|f| stamp(&f.path)).collect();
+        let pairs = files
+            .iter()
+            .map(|f| Ok((f.name.clone(), f.read()?)))
+            .collect::<Result<sdk::Pairs, ConfigError>>()?;
+        Ok(Templates {
+            files,
+            state: Mutex::new(TemplateState {
+                pairs,
+                stamps,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    /// The current templates. A file that changed is read again; one that became unreadable
+    /// or invalid keeps its last good content (a half-written file must not fail launches)
+    /// and the problem is logged with the file and what is wrong.
+    fn current(&self) -> sdk::Pairs {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.files.is_empty() || state.checked.elapsed() < TEMPLATE_CHECK_INTERVAL {
+            return state.pairs.clone();
+        }
+        state.checked = Instant::now();
+        for (index, file) in self.files.iter().enumerate() {
+            let now = stamp(&file.path);
+            if now == state.stamps[index] {
+                continue;
+            }
+            match file.read() {
+                Ok(json) => {
+                    tracing::info!(template = %file.name, path = %file.path.display(), "pod template changed on disk; using the new content");
+                    state.pairs[index].1 = json;
+                    state.stamps[index] = now;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "pod template changed on disk but cannot be used; the previous content stays in use until the file is fixed");
+                    // Not recorded as seen: it is read again at the next check.
+                }
+            }
+        }
+        state.pairs.clone()
+    }
 }
 
 /// One configured adapter, loaded, with the context fields that do not depend on the task.
 #[derive(Debug)]
 struct Bound {
     adapter: Arc<LoadedAdapter>,
-    templates: sdk::Pairs,
+    templates: Templates,
     base_pod: Option<String>,
     restart: RestartRule,
+    /// The adapter config in force when a dynamic execution config replaced the template
+    /// selection strategy (`None`: the configured one).
+    config_override: RwLock<Option<Arc<str>>>,
+}
+
+impl Bound {
+    fn config(&self) -> String {
+        match &*self
+            .config_override
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(config) => config.to_string(),
+            None => self.adapter.config().to_owned(),
+        }
+    }
 }
 
 /// Renders tasks with the adapters of one configuration.
@@ -73,8 +168,11 @@ impl Renderer {
     pub fn new(config: Config, runtime: Runtime) -> Result<Renderer, RenderError> {
         let mut bound = BTreeMap::new();
         for (index, binding) in config.adapters.iter().enumerate() {
-            let templates = config.read_templates(index)?;
-            let base_pod = config.read_base_pod(index)?;
+            let templates = Templates::load(config.template_files(index))?;
+            let mut base_pod = config.read_base_pod(index)?;
+            if base_pod.is_none() && binding.component.starts_with("builtin:overlord-") {
+                base_pod = config.own_pod.clone();
+            }
             let spec = AdapterSpec {
                 name: binding.name.clone(),
                 source: config.component_source(binding),
@@ -92,6 +190,7 @@ impl Renderer {
                         allow_on_failure: binding.allow_restart_on_failure,
                         max_backoff_limit: binding.max_backoff_limit,
                     },
+                    config_override: RwLock::new(None),
                 },
             );
         }
@@ -109,21 +208,6 @@ impl Renderer {
         })
     }
 
-    /// Gives the host's own pod (JSON, e.g. from [`crate::config::base_pod::from_env`]) to the
-    /// built-in overlord-copy adapters whose binding names no `basePod` file, for when taskpod
-    /// runs in a pod.
-    pub fn set_own_pod(&mut self, pod_json: &str) {
-        for binding in &self.config.adapters {
-            let overlord = binding.component.starts_with("builtin:overlord-");
-            if let Some(bound) = self.bound.get_mut(&binding.name)
-                && overlord
-                && bound.base_pod.is_none()
-            {
-                bound.base_pod = Some(pod_json.to_owned());
-            }
-        }
-    }
-
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -137,6 +221,47 @@ impl Renderer {
     /// The loaded adapters, by name.
     pub fn adapters(&self) -> impl Iterator<Item = &Arc<LoadedAdapter>> {
         self.bound.values().map(|b| &b.adapter)
+    }
+
+    /// The names of the bindings that use the built-in pod-template adapter (Druid's
+    /// customTemplateAdapter): the ones a dynamic execution config applies to.
+    pub fn template_adapters(&self) -> Vec<String> {
+        self.config
+            .adapters
+            .iter()
+            .filter(|b| b.component == "builtin:pod-template")
+            .map(|b| b.name.clone())
+            .collect()
+    }
+
+    /// The adapter config of binding `name` as in force now (with any dynamic override).
+    pub fn adapter_config(&self, name: &str) -> Option<String> {
+        self.bound.get(name).map(Bound::config)
+    }
+
+    /// Replaces the adapter config of binding `name` at run time (the dynamic execution
+    /// config), after the adapter itself accepted it through `validate-config`; `None` goes
+    /// back to the configured one. Tasks launched afterwards use it.
+    pub fn set_adapter_config(
+        &self,
+        name: &str,
+        config: Option<String>,
+    ) -> Result<(), RenderError> {
+        let bound = self
+            .bound
+            .get(name)
+            .ok_or_else(|| RenderError::UnknownAdapter {
+                name: name.to_owned(),
+                known: self.bound.keys().cloned().collect::<Vec<_>>().join(", "),
+            })?;
+        if let Some(config) = &config {
+            bound.adapter.validate_config(config)?;
+        }
+        *bound
+            .config_override
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = config.map(Arc::from);
+        Ok(())
     }
 
     /// Routes `task` and builds the adapter's inputs and the contract.
@@ -153,9 +278,9 @@ impl Renderer {
         let cleanup_delay = (!runner.debug_jobs).then_some(runner.task_cleanup_delay.0.as_secs());
         let context = Context {
             namespace: self.config.namespace.clone(),
-            config: bound.adapter.config().to_owned(),
+            config: bound.config(),
             base_pod: bound.base_pod.clone(),
-            templates: bound.templates.clone(),
+            templates: bound.templates.current(),
             job_name: job_name.clone(),
             labels: self.labels.clone(),
             annotations: self.annotations.clone(),

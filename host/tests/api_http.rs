@@ -42,7 +42,7 @@ impl Harness {
         Ok(Harness {
             _dir: dir,
             sim,
-            state: ApiState::new(runner, None),
+            state: ApiState::new(runner),
         })
     }
 
@@ -149,12 +149,9 @@ async fn bad_requests_answer_with_the_field_and_the_problem() -> Result<()> {
             .contains("/v2/whatever")
     );
 
-    let (status, _) = h.call(Method::POST, "/v1/render", "{}").await?;
-    assert_eq!(
-        status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "no renderer was given"
-    );
+    let (status, body) = h.call(Method::POST, "/v1/render", "{}").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid");
     h.stop().await;
     Ok(())
 }

@@ -116,8 +116,10 @@ fn default_base_task_dir() -> String {
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum SelectStrategy {
     /// The template named exactly like the task type, else `base` (Druid's
-    /// `druid.indexer.runner.k8s.podTemplate.{taskType}`).
+    /// `druid.indexer.runner.k8s.podTemplate.{taskType}`). Druid's dynamic config calls it
+    /// `default`, accepted as an alias.
     #[default]
+    #[serde(alias = "default")]
     TaskType,
     /// The first selector that matches names the template; `base` when none matches (Druid's
     /// `selectorBased` strategy, extended with tenant and label conditions).
@@ -323,6 +325,13 @@ mod tests {
         assert!(err.to_string().contains("random"), "{err}");
         let err = Config::parse(r#"{"mainContainer": ""}"#).unwrap_err();
         assert!(err.to_string().contains("config.mainContainer"), "{err}");
+    }
+
+    #[test]
+    fn druids_default_strategy_name_is_the_task_type_strategy() {
+        let c: Config =
+            serde_json::from_str(r#"{"podTemplateSelectStrategy": {"type": "default"}}"#).unwrap();
+        assert_eq!(c.pod_template_select_strategy, SelectStrategy::TaskType);
     }
 
     #[test]

@@ -17,9 +17,13 @@
 //! - `GET /v1/tasks/{id}/log[?follow=true][&offset=N]` (plain text, streamed while following).
 //! - `GET /v1/events[?task=ID]`: server-sent events, one per committed change.
 //! - `GET|PUT /v1/capacity`, `GET /v1/adapters`, `POST /v1/render`.
+//! - `GET|POST /v1/config/execution`, `GET /v1/config/execution/history[?count=N]`: the dynamic
+//!   execution config (capacity, template selection strategy) and its history; also at Druid's
+//!   `/druid/indexer/v1/k8s/taskrunner/executionconfig[/history]`.
 //! - `/healthz`, `/readyz` (restore done and watches synced), `/metrics` (Prometheus text).
 
 mod error;
+mod execution;
 mod ops;
 mod stream;
 mod tasks;
@@ -43,23 +47,21 @@ pub use tasks::{HistoryView, ListView, SubmitView, TaskDetail, TaskView};
 /// Largest request body accepted (a task document or a capacity change).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// What the handlers share: the runner (which holds the store) and the renderer used by
-/// `/v1/render` and `/v1/adapters`.
+/// What the handlers share: the runner, which holds the store and the renderer (the same
+/// adapters, with the same run-time execution config, serve launches, `/v1/render` and
+/// `/v1/adapters`).
 #[derive(Clone, Debug)]
 pub struct ApiState {
     runner: Runner,
-    renderer: Option<Arc<Renderer>>,
     /// Set to true when the server shuts down, so endless streams (events, followed logs) end.
     closing: Arc<watch::Sender<bool>>,
 }
 
 impl ApiState {
-    /// State for a runner; `renderer` (the same configuration the runner uses) enables
-    /// `/v1/render` and `/v1/adapters`, which answer 503 without it.
-    pub fn new(runner: Runner, renderer: Option<Arc<Renderer>>) -> ApiState {
+    /// State for a runner.
+    pub fn new(runner: Runner) -> ApiState {
         ApiState {
             runner,
-            renderer,
             closing: Arc::new(watch::channel(false).0),
         }
     }
@@ -83,12 +85,8 @@ impl ApiState {
         &self.runner
     }
 
-    fn renderer(&self) -> Result<&Arc<Renderer>, ApiError> {
-        self.renderer.as_ref().ok_or_else(|| {
-            ApiError::Unavailable(
-                "this server was started without adapters loaded for rendering".to_owned(),
-            )
-        })
+    fn renderer(&self) -> &Renderer {
+        self.runner.renderer()
     }
 }
 
@@ -103,6 +101,19 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/capacity",
             get(ops::get_capacity).put(ops::put_capacity),
+        )
+        .route(
+            "/v1/config/execution",
+            get(execution::get).post(execution::post),
+        )
+        .route("/v1/config/execution/history", get(execution::history))
+        .route(
+            "/druid/indexer/v1/k8s/taskrunner/executionconfig",
+            get(execution::get).post(execution::post),
+        )
+        .route(
+            "/druid/indexer/v1/k8s/taskrunner/executionconfig/history",
+            get(execution::history),
         )
         .route("/v1/adapters", get(ops::adapters))
         .route("/v1/render", post(ops::render))

@@ -106,7 +106,7 @@ pub(super) async fn put_capacity(
 pub(super) async fn adapters(
     State(state): State<ApiState>,
 ) -> Result<Json<Vec<AdapterView>>, ApiError> {
-    let renderer = state.renderer()?;
+    let renderer = state.renderer();
     Ok(Json(
         renderer
             .adapters()
@@ -131,7 +131,7 @@ pub(super) async fn render(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let renderer = state.renderer()?;
+    let renderer = state.renderer();
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::invalid("body", format!("not UTF-8 text: {e}")))?;
     let task = SubmittedTask::parse(text)?;

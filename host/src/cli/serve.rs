@@ -9,10 +9,8 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::remote::ServiceError;
-use crate::adapters::{Runtime, RuntimeOptions};
 use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::render::Renderer;
 use crate::runner::Runner;
 use crate::store::{Store, StoreOptions};
 
@@ -87,25 +85,50 @@ pub(crate) async fn kube_client(kubeconfig: Option<&Path>) -> Result<::kube::Cli
     }
 }
 
-/// The renderer `/v1/render` and `/v1/adapters` use: the same configuration as the runner.
-pub(crate) fn renderer_for(config: &Config) -> Result<Arc<Renderer>, ServiceError> {
-    let runtime = Runtime::new(RuntimeOptions {
-        cache_dir: config.cache_dir.clone(),
-        ..RuntimeOptions::default()
-    })
-    .map_err(|e| ServiceError::Start(e.to_string()))?;
-    Renderer::new(config.clone(), runtime)
-        .map(Arc::new)
-        .map_err(|e| ServiceError::Start(e.to_string()))
+/// When an overlord-copy adapter has no `basePod` file, reads the host's own pod
+/// (`own_pod`: namespace and name, from `POD_NAMESPACE`/`POD_NAME` of the downward API)
+/// through the API into [`Config::own_pod`], as Druid's overlord does. Fails start-up with what
+/// to do when it cannot.
+pub(crate) async fn read_own_pod(
+    config: &mut Config,
+    client: &::kube::Client,
+    own_pod: Option<(String, String)>,
+) -> Result<(), ServiceError> {
+    let needing: Vec<String> = config
+        .needs_own_pod()
+        .iter()
+        .map(|b| format!("`{}` ({})", b.name, b.component))
+        .collect();
+    if needing.is_empty() || config.own_pod.is_some() {
+        return Ok(());
+    }
+    let Some((namespace, name)) = own_pod else {
+        return Err(ServiceError::Start(format!(
+            "adapter {} builds Jobs from the host's own pod, but POD_NAME is not set: run taskpod in a pod with POD_NAME and POD_NAMESPACE from the downward API (deploy/ does), or set `basePod` to a pod file in the adapter binding (Druid properties: taskpod.basePod)",
+            needing.join(", ")
+        )));
+    };
+    match crate::config::base_pod::from_api(client.clone(), &namespace, &name).await {
+        Ok(pod) => {
+            tracing::info!(adapters = %needing.join(", "), "read the host's own pod as the base of the overlord-copy adapters");
+            config.own_pod = Some(pod);
+            Ok(())
+        }
+        Err(error) => Err(ServiceError::Start(format!(
+            "adapter {} needs the host's own pod: {error}; check POD_NAME/POD_NAMESPACE and that the service account may get pods",
+            needing.join(", ")
+        ))),
+    }
 }
 
 /// Opens the store, starts the runner on `client` and returns the API state.
 pub(crate) async fn start_host(
-    config: Config,
+    mut config: Config,
     store_path: &Path,
     client: ::kube::Client,
 ) -> Result<ApiState, ServiceError> {
-    let renderer = renderer_for(&config)?;
+    let own_pod = crate::config::base_pod::own_pod_from_env(&config.namespace);
+    read_own_pod(&mut config, &client, own_pod).await?;
     let path = store_path.to_path_buf();
     let store = tokio::task::spawn_blocking(move || Store::open(&path, StoreOptions::default()))
         .await
@@ -114,7 +137,10 @@ pub(crate) async fn start_host(
     let runner = Runner::start(Arc::new(config), store, client)
         .await
         .map_err(|e| ServiceError::Start(format!("cannot start the runner: {e}")))?;
-    Ok(ApiState::new(runner, Some(renderer)))
+    crate::execution::restore(&runner)
+        .await
+        .map_err(|e| ServiceError::Start(format!("cannot restore the execution config: {e}")))?;
+    Ok(ApiState::new(runner))
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -195,4 +221,117 @@ pub fn sim(args: &SimArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
             shutdown_signal(),
         ))
         .map_err(|e| ServiceError::Start(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::{Api, PostParams};
+
+    const CONFIG: &str = r#"
+namespace: druid
+adapters:
+  - name: peons
+    component: builtin:overlord-single
+    config:
+      primaryContainerName: druid-overlord
+routing:
+  default: peons
+"#;
+
+    /// The example overlord pod, as a client would create it (no server-set fields).
+    fn overlord_pod() -> serde_json::Value {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/druid/overlord-pod.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut pod: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        pod.as_object_mut().unwrap().remove("status");
+        let meta = pod["metadata"].as_object_mut().unwrap();
+        meta.retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "labels"));
+        pod
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hosts_own_pod_is_read_through_the_api_for_overlord_adapters() {
+        let sim = taskpod_sim::Sim::start(taskpod_sim::SimOptions::default())
+            .await
+            .unwrap();
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "druid"}
+        }))
+        .unwrap();
+        Api::<Namespace>::all(sim.client())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+        let pod: Pod = serde_json::from_value(overlord_pod()).unwrap();
+        let name = pod.metadata.name.clone().unwrap();
+        Api::<Pod>::namespaced(sim.client(), "druid")
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+        let config = Config::from_yaml(CONFIG).unwrap();
+        assert_eq!(config.needs_own_pod().len(), 1);
+
+        // Not in a pod: start-up stops and says what to do.
+        let mut outside = config.clone();
+        let error = read_own_pod(&mut outside, &sim.client(), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`peons` (builtin:overlord-single)"),
+            "{error}"
+        );
+        assert!(
+            error.contains("POD_NAME") && error.contains("basePod"),
+            "{error}"
+        );
+
+        // A pod that does not exist: named in the error.
+        let mut wrong = config.clone();
+        let error = read_own_pod(
+            &mut wrong,
+            &sim.client(),
+            Some(("druid".into(), "no-such-pod".into())),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("no-such-pod"), "{error}");
+
+        // In a pod: its spec is the base of the peon Job.
+        let mut inside = config.clone();
+        read_own_pod(&mut inside, &sim.client(), Some(("druid".into(), name)))
+            .await
+            .unwrap();
+        let own = inside.own_pod.clone().unwrap();
+        assert!(own.contains("druid-overlord"), "{own}");
+        let runtime =
+            crate::adapters::Runtime::new(crate::adapters::RuntimeOptions::default()).unwrap();
+        let renderer = crate::render::Renderer::new(inside, runtime).unwrap();
+        let task = crate::task::SubmittedTask::parse(
+            r#"{"type": "index_parallel", "id": "own_pod_task", "dataSource": "wiki"}"#,
+        )
+        .unwrap();
+        let job = renderer.render_blocking(&task).unwrap().job;
+        let spec = job.spec.unwrap().template.spec.unwrap();
+        let image = spec.containers[0].image.clone().unwrap_or_default();
+        let expected = pod_image(&overlord_pod(), "druid-overlord");
+        assert_eq!(image, expected);
+        assert_eq!(spec.containers[0].name, "main");
+        sim.shutdown().await;
+    }
+
+    fn pod_image(pod: &serde_json::Value, container: &str) -> String {
+        pod["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == container)
+            .and_then(|c| c["image"].as_str())
+            .unwrap()
+            .to_owned()
+    }
 }

@@ -71,18 +71,25 @@ pub async fn from_api(
     serde_json::to_string(&pod).map_err(|e| BasePodError::Serialise(e.to_string()))
 }
 
+/// The host's own pod as `(namespace, name)` from `POD_NAME` and `POD_NAMESPACE` (or
+/// `default_namespace`); `None` when `POD_NAME` is unset, i.e. taskpod does not run in a pod.
+pub fn own_pod_from_env(default_namespace: &str) -> Option<(String, String)> {
+    let name = std::env::var(ENV_POD_NAME).ok().filter(|n| !n.is_empty())?;
+    let namespace =
+        std::env::var(ENV_POD_NAMESPACE).unwrap_or_else(|_| default_namespace.to_owned());
+    Some((namespace, name))
+}
+
 /// Reads the pod named by `POD_NAME` in `POD_NAMESPACE` (or `default_namespace` when that is
 /// unset); `Ok(None)` when `POD_NAME` is unset, i.e. taskpod does not run in a pod.
 pub async fn from_env(
     client: kube::Client,
     default_namespace: &str,
 ) -> Result<Option<String>, BasePodError> {
-    let Ok(name) = std::env::var(ENV_POD_NAME) else {
-        return Ok(None);
-    };
-    let namespace =
-        std::env::var(ENV_POD_NAMESPACE).unwrap_or_else(|_| default_namespace.to_owned());
-    from_api(client, &namespace, &name).await.map(Some)
+    match own_pod_from_env(default_namespace) {
+        Some((namespace, name)) => from_api(client, &namespace, &name).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]
