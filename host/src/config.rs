@@ -210,6 +210,49 @@ pub struct Routing {
     pub default: Option<String>,
     /// Task type → adapter name. Default none.
     pub by_type: BTreeMap<String, String>,
+    /// Other task runners tasks can be sent to instead of becoming Jobs, by name (Druid's
+    /// `k8sAndWorker` migration mode: the middle managers behind an existing overlord). Default
+    /// none.
+    pub workers: BTreeMap<String, WorkerBackend>,
+    /// Which tasks go to a worker runner rather than to Kubernetes (the default for every task).
+    pub to_worker: ToWorker,
+}
+
+/// A task runner reached over HTTP (e.g. a Druid overlord still running tasks on middle
+/// managers): the task document is POSTed to `url`; its outcome is read from `statusUrl`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkerBackend {
+    /// Where the task document is POSTed (JSON), e.g.
+    /// `http://overlord:8090/druid/indexer/v1/task`. Required; http or https.
+    pub url: String,
+    /// Where the task's status is read, `{id}` replaced by the task id, e.g.
+    /// `http://overlord:8090/druid/indexer/v1/task/{id}/status` (Druid's answer
+    /// `{"status": {"status": "RUNNING|SUCCESS|FAILED", "errorMsg": …}}`). Default none: the
+    /// task ends `succeeded` once the runner accepted it (its outcome is then tracked there).
+    #[serde(default)]
+    pub status_url: Option<String>,
+    /// How often `statusUrl` is read for the tasks forwarded there. Default `PT10S`.
+    #[serde(default = "default_worker_poll")]
+    pub poll_interval: ConfigDuration,
+    /// Longest a request to the runner may take. Default `PT10S`.
+    #[serde(default = "default_worker_poll")]
+    pub timeout: ConfigDuration,
+}
+
+fn default_worker_poll() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(10))
+}
+
+/// Which tasks are sent to a worker runner (names in `routing.workers`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ToWorker {
+    /// Every task goes to this worker runner (Druid's
+    /// `k8sAndWorker.sendAllTasksToWorkerTaskRunner=true`). Default none.
+    pub all: Option<String>,
+    /// Task type → worker runner name. Default none.
+    pub by_type: BTreeMap<String, String>,
 }
 
 /// How Jobs are run (the keys of Druid's Kubernetes task runner).
@@ -251,6 +294,29 @@ impl Default for Runner {
             main_container: None,
         }
     }
+}
+
+/// Checks a worker runner URL: absolute http(s), and for a status URL, `{id}` in it.
+fn check_worker_url(key: &str, url: &str, needs_id: bool) -> Result<()> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: key.to_owned(),
+        message,
+    };
+    let probe = url.replace("{id}", "x");
+    let uri: http::Uri = probe
+        .parse()
+        .map_err(|e| invalid(format!("{url:?} is not a URL: {e}")))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(invalid(format!(
+            "{url:?} must be an absolute http:// or https:// URL, e.g. http://overlord:8090/druid/indexer/v1/task"
+        )));
+    }
+    if needs_id && !url.contains("{id}") {
+        return Err(invalid(format!(
+            "{url:?} must contain {{id}} where the task id goes, e.g. http://overlord:8090/druid/indexer/v1/task/{{id}}/status"
+        )));
+    }
+    Ok(())
 }
 
 /// A duration in the config: ISO-8601 (`PT4H`, `P2D`, `PT0.5S`) or short (`30s`, `4h`, `2d`,
@@ -553,6 +619,43 @@ impl Config {
                 ));
             }
         }
+        for (name, worker) in &self.routing.workers {
+            let key = format!("routing.workers.{name}");
+            check_worker_url(&format!("{key}.url"), &worker.url, false)?;
+            if let Some(status) = &worker.status_url {
+                check_worker_url(&format!("{key}.statusUrl"), status, true)?;
+            }
+            if worker.poll_interval.0.is_zero() || worker.timeout.0.is_zero() {
+                return Err(invalid(
+                    &format!("{key}.pollInterval"),
+                    "pollInterval and timeout must be longer than zero".to_owned(),
+                ));
+            }
+        }
+        let known_worker = |name: &str| self.routing.workers.contains_key(name);
+        let worker_refs = self
+            .routing
+            .to_worker
+            .all
+            .iter()
+            .map(|name| ("routing.toWorker.all".to_owned(), name))
+            .chain(
+                self.routing
+                    .to_worker
+                    .by_type
+                    .iter()
+                    .map(|(t, name)| (format!("routing.toWorker.byType.{t}"), name)),
+            );
+        for (key, name) in worker_refs {
+            if !known_worker(name) {
+                return Err(invalid(
+                    &key,
+                    format!(
+                        "no worker runner named {name:?} in `routing.workers` (add it with its url)"
+                    ),
+                ));
+            }
+        }
         let runner = &self.runner;
         if runner.max_task_duration.0.as_secs() == 0 {
             return Err(invalid(
@@ -592,6 +695,20 @@ impl Config {
             None if self.adapters.len() == 1 => self.adapters.first(),
             None => None,
         }
+    }
+
+    /// The worker runner a task of `task_type` is sent to instead of Kubernetes, if any
+    /// (`routing.toWorker`: by type first, then `all`).
+    pub fn worker_for(&self, task_type: &str) -> Option<(&str, &WorkerBackend)> {
+        let name = self.routing.to_worker.by_type.get(task_type).or(self
+            .routing
+            .to_worker
+            .all
+            .as_ref())?;
+        self.routing
+            .workers
+            .get_key_value(name)
+            .map(|(name, backend)| (name.as_str(), backend))
     }
 
     /// Where an adapter's component comes from, with paths resolved.

@@ -243,3 +243,67 @@ fn overlord_adapter_without_a_base_pod_says_how_to_give_one() {
     let msg = format!("{:#}", anyhow::Error::from(err));
     assert!(msg.contains("basePod") && msg.contains("POD_NAME"), "{msg}");
 }
+
+#[test]
+fn k8s_and_worker_routes_to_the_worker_runner_named_by_taskpod_properties() {
+    let base = Path::new(".");
+    let all = druid::import(
+        "druid.indexer.runner.type=k8sAndWorker\n\
+         druid.indexer.runner.k8sAndWorker.sendAllTasksToWorkerTaskRunner=true\n\
+         taskpod.workerUrl=http://overlord:8090/druid/indexer/v1/task\n\
+         taskpod.workerStatusUrl=http://overlord:8090/druid/indexer/v1/task/{id}/status\n",
+        base,
+    )
+    .unwrap();
+    let routing = &all.config.routing;
+    let worker = &routing.workers[druid::IMPORTED_WORKER];
+    assert_eq!(worker.url, "http://overlord:8090/druid/indexer/v1/task");
+    assert_eq!(
+        worker.status_url.as_deref(),
+        Some("http://overlord:8090/druid/indexer/v1/task/{id}/status")
+    );
+    assert_eq!(
+        routing.to_worker.all.as_deref(),
+        Some(druid::IMPORTED_WORKER)
+    );
+    assert_eq!(
+        all.config.worker_for("index_parallel").map(|(n, _)| n),
+        Some(druid::IMPORTED_WORKER)
+    );
+    all.config.validate().unwrap();
+    assert!(all.warnings.is_empty(), "{:?}", all.warnings);
+
+    // Not sending all: the worker runner is known, nothing goes there by default (said so).
+    let some = druid::import(
+        "druid.indexer.runner.type=k8sAndWorker\n\
+         taskpod.workerUrl=http://overlord:8090/druid/indexer/v1/task\n",
+        base,
+    )
+    .unwrap();
+    assert!(some.config.worker_for("index_parallel").is_none());
+    let w = some.warnings.join("\n");
+    assert!(w.contains("routing.toWorker.byType"), "{w}");
+    assert!(w.contains("taskpod.workerStatusUrl"), "{w}");
+
+    // Sending all with nowhere to send: an error saying which property to set.
+    let error = druid::import(
+        "druid.indexer.runner.type=k8sAndWorker\n\
+         druid.indexer.runner.k8sAndWorker.sendAllTasksToWorkerTaskRunner=true\n",
+        base,
+    )
+    .unwrap_err();
+    assert!(error.contains("taskpod.workerUrl"), "{error}");
+
+    // A bad URL is refused, naming the key.
+    let error = druid::import(
+        "druid.indexer.runner.type=k8sAndWorker\n\
+         druid.indexer.runner.k8sAndWorker.sendAllTasksToWorkerTaskRunner=true\n\
+         taskpod.workerUrl=overlord:8090\n",
+        base,
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("routing.workers.druid-workers.url"),
+        "{error}"
+    );
+}

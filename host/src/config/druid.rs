@@ -14,10 +14,13 @@
 //! and says why (e.g. `overlordNamespace`, `k8sAndWorker.workerTaskRunnerType`, pod templates
 //! given to an overlord adapter), and a property taskpod cannot honour is an error naming it —
 //! `javaOpts` (a string; Druid's runner needs `javaOptsArray`), an unknown adapter or runner
-//! type, `k8sAndWorker.sendAllTasksToWorkerTaskRunner=true`, malformed values. Properties outside
-//! `druid.` are not Druid's and are ignored, except `taskpod.basePod`: the file of the overlord's
-//! pod for the overlord adapters when taskpod does not run in that pod (see
-//! [`super::base_pod`]). Paths are resolved against the properties file's directory.
+//! type, `k8sAndWorker.sendAllTasksToWorkerTaskRunner=true` with nowhere to send tasks, malformed
+//! values. Properties outside `druid.` are not Druid's and are ignored, except taskpod's own:
+//! `taskpod.basePod`, the file of the overlord's pod for the overlord adapters when taskpod does
+//! not run in that pod (see [`super::base_pod`]), and `taskpod.workerUrl` /
+//! `taskpod.workerStatusUrl`, the worker task runner of migration mode (`type=k8sAndWorker`:
+//! `routing.workers`, and `routing.toWorker.all` when `sendAllTasksToWorkerTaskRunner=true`).
+//! Paths are resolved against the properties file's directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,14 @@ const PREFIX: &str = "druid.indexer.runner.";
 
 /// taskpod's own property naming the overlord's pod file (`basePod` of the adapter binding).
 pub const BASE_POD_PROPERTY: &str = "taskpod.basePod";
+
+/// taskpod's own properties for migration routing (`type=k8sAndWorker`): where tasks for the
+/// worker task runner are POSTed, and where their status is read (`{id}` = the task id).
+pub const WORKER_URL_PROPERTY: &str = "taskpod.workerUrl";
+/// See [`WORKER_URL_PROPERTY`].
+pub const WORKER_STATUS_URL_PROPERTY: &str = "taskpod.workerStatusUrl";
+/// The worker runner's name in the imported `routing.workers`.
+pub const IMPORTED_WORKER: &str = "druid-workers";
 
 /// Druid's adapter types and the built-in adapter each maps to.
 const ADAPTER_TYPES: &[(&str, &str)] = &[
@@ -137,6 +148,7 @@ pub fn import(text: &str, base: &Path) -> Result<Imported, String> {
     let mut template_config = serde_json::Map::new();
     let mut worker_runner: Option<(String, String)> = None;
     let mut send_all_to_worker = false;
+    let mut k8s_and_worker = false;
     let mut overlord_namespace: Option<String> = None;
 
     if let Some(dir) = properties.get("druid.indexer.task.baseTaskDir") {
@@ -163,9 +175,7 @@ pub fn import(text: &str, base: &Path) -> Result<Imported, String> {
         match short {
             "type" => match value.as_str() {
                 "k8s" => {}
-                "k8sAndWorker" => warnings.push(format!(
-                    "{key}=k8sAndWorker: taskpod runs every task as a Kubernetes Job; tasks are not routed to middle managers or indexers (migration mode), so finish the migration or keep those tasks on Druid"
-                )),
+                "k8sAndWorker" => k8s_and_worker = true,
                 other => {
                     return Err(format!(
                         "{key}={other}: not a Kubernetes task runner; taskpod imports type=k8s (or k8sAndWorker)"
@@ -238,14 +248,54 @@ pub fn import(text: &str, base: &Path) -> Result<Imported, String> {
         }
     }
 
-    if send_all_to_worker {
-        return Err(format!(
-            "{PREFIX}k8sAndWorker.sendAllTasksToWorkerTaskRunner=true sends every task to middle managers; taskpod only runs tasks as Kubernetes Jobs, so it cannot honour it: set it to false or keep that overlord on Druid's runner"
-        ));
+    let worker_url = properties.get(WORKER_URL_PROPERTY).cloned();
+    let worker_status_url = properties.get(WORKER_STATUS_URL_PROPERTY).cloned();
+    match (&worker_url, k8s_and_worker) {
+        (Some(url), true) => {
+            config.routing.workers.insert(
+                IMPORTED_WORKER.to_owned(),
+                super::WorkerBackend {
+                    url: url.clone(),
+                    status_url: worker_status_url.clone(),
+                    poll_interval: ConfigDuration(std::time::Duration::from_secs(10)),
+                    timeout: ConfigDuration(std::time::Duration::from_secs(10)),
+                },
+            );
+            if send_all_to_worker {
+                config.routing.to_worker.all = Some(IMPORTED_WORKER.to_owned());
+            } else {
+                warnings.push(format!(
+                    "{PREFIX}type=k8sAndWorker with sendAllTasksToWorkerTaskRunner=false: every task runs as a Kubernetes Job; to send some task types to the worker runner at {url}, add them to `routing.toWorker.byType` in a taskpod config"
+                ));
+            }
+            if worker_status_url.is_none() {
+                warnings.push(format!(
+                    "{WORKER_URL_PROPERTY} is set without {WORKER_STATUS_URL_PROPERTY}: forwarded tasks end `succeeded` once the worker runner accepts them; set it (e.g. http://overlord:8090/druid/indexer/v1/task/{{id}}/status) to follow their outcome"
+                ));
+            }
+        }
+        (None, true) if send_all_to_worker => {
+            return Err(format!(
+                "{PREFIX}k8sAndWorker.sendAllTasksToWorkerTaskRunner=true sends every task to the worker task runner, but taskpod does not know where it is: set {WORKER_URL_PROPERTY} (where tasks are POSTed, e.g. http://overlord:8090/druid/indexer/v1/task) and {WORKER_STATUS_URL_PROPERTY}, or set it to false"
+            ));
+        }
+        (None, true) => warnings.push(format!(
+            "{PREFIX}type=k8sAndWorker: no {WORKER_URL_PROPERTY} is set, so no task is routed to a worker runner and every task runs as a Kubernetes Job; set it (and {WORKER_STATUS_URL_PROPERTY}) to route tasks there"
+        )),
+        (Some(_), false) => warnings.push(format!(
+            "{WORKER_URL_PROPERTY} is only used with {PREFIX}type=k8sAndWorker; it is ignored"
+        )),
+        (None, false) => {
+            if send_all_to_worker {
+                return Err(format!(
+                    "{PREFIX}k8sAndWorker.sendAllTasksToWorkerTaskRunner=true needs {PREFIX}type=k8sAndWorker (and {WORKER_URL_PROPERTY}); set it to false or use type=k8sAndWorker"
+                ));
+            }
+        }
     }
     if let Some((key, value)) = worker_runner {
         warnings.push(format!(
-            "{key}={value}: taskpod has no worker task runner; every task runs as a Kubernetes Job"
+            "{key}={value}: Druid's way of reaching middle managers; taskpod reaches the worker runner over HTTP at {WORKER_URL_PROPERTY} instead"
         ));
     }
     if let Some(ns) = overlord_namespace

@@ -13,6 +13,7 @@ pub mod bench;
 mod logs;
 pub mod status;
 mod watch;
+mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,6 +183,8 @@ pub(crate) struct Inner {
     pods_synced: AtomicBool,
     stop: signal::Sender<bool>,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    /// HTTP client to the worker runners of migration routing.
+    workers: worker::Workers,
 }
 
 impl std::fmt::Debug for Inner {
@@ -281,6 +284,7 @@ impl Runner {
             pods_synced: AtomicBool::new(false),
             stop,
             handles: Mutex::new(Vec::new()),
+            workers: worker::Workers::new(),
         });
         let relaunch = inner.restore().await?;
         let runner = Runner { inner };
@@ -290,6 +294,7 @@ impl Runner {
         inner.spawn_long(Arc::clone(inner).launch_loop());
         inner.spawn_long(Arc::clone(inner).timer_loop());
         inner.spawn_long(crate::reaper::run(Arc::clone(inner)));
+        inner.spawn_long(Arc::clone(inner).poll_workers());
         for task in relaunch {
             let worker = Arc::clone(inner);
             inner.spawn(async move { worker.launch(task).await });
@@ -531,6 +536,14 @@ impl Inner {
         for record in self.store.non_terminal().await? {
             match record.state {
                 TaskState::Pending => {}
+                TaskState::Running if worker::worker_of(&record).is_some() => {
+                    // Forwarded to a worker runner: its status loop carries on with it.
+                    self.queue.finish(&record.id);
+                }
+                TaskState::Launching if worker::worker_of(&record).is_some() => {
+                    // Crashed while forwarding: forward again (harmless when it arrived).
+                    relaunch.push(QueuedTask::from(&record));
+                }
                 TaskState::Launching | TaskState::Running => {
                     let job_name = record
                         .job_name
@@ -617,6 +630,24 @@ impl Inner {
         };
         if !matches!(record.state, TaskState::Pending | TaskState::Launching) {
             self.queue.finish(&id);
+            return;
+        }
+        // Migration routing: sent to another task runner instead of becoming a Job (a task
+        // stored as forwarded keeps going there even if the routing changed since).
+        let forwarded_to = worker::worker_of(&record).map(str::to_owned);
+        let worker = match &forwarded_to {
+            Some(name) => self
+                .config
+                .routing
+                .workers
+                .get_key_value(name.as_str())
+                .map(|(n, b)| (n.as_str(), b)),
+            None if record.state == TaskState::Pending => self.config.worker_for(&record.kind),
+            None => None,
+        };
+        if let Some((name, backend)) = worker {
+            let (name, backend) = (name.to_owned(), backend.clone());
+            self.forward(record, &name, &backend).await;
             return;
         }
         let manifests = match self.renderer.render(&to_submitted(&record)).await {

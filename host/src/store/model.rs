@@ -178,11 +178,15 @@ pub enum ReasonCode {
     JobFailed,
     /// taskpod itself could not carry on with the task.
     HostError,
+    /// The task was forwarded to a worker runner (migration routing) instead of becoming a Job.
+    Forwarded,
+    /// The worker runner the task was forwarded to reported it failed.
+    WorkerFailed,
 }
 
 impl ReasonCode {
     /// Every code.
-    pub const ALL: [ReasonCode; 17] = [
+    pub const ALL: [ReasonCode; 19] = [
         ReasonCode::Submitted,
         ReasonCode::Completed,
         ReasonCode::CanceledByUser,
@@ -200,6 +204,8 @@ impl ReasonCode {
         ReasonCode::PodDeleted,
         ReasonCode::JobFailed,
         ReasonCode::HostError,
+        ReasonCode::Forwarded,
+        ReasonCode::WorkerFailed,
     ];
 
     /// The kebab-case name used in the database, the API and the CLI.
@@ -222,6 +228,8 @@ impl ReasonCode {
             ReasonCode::PodDeleted => "pod-deleted",
             ReasonCode::JobFailed => "job-failed",
             ReasonCode::HostError => "host-error",
+            ReasonCode::Forwarded => "forwarded",
+            ReasonCode::WorkerFailed => "worker-failed",
         }
     }
 

@@ -405,9 +405,14 @@ impl Writer {
             }
             _ => {}
         }
+        // A task forwarded to a worker runner (migration routing) has no Job.
+        let forwarded = reason
+            .as_ref()
+            .is_some_and(|r| r.code == ReasonCode::Forwarded);
         if to == TaskState::Launching {
             match &job_name {
                 Some(name) if !name.is_empty() && name.len() <= 253 => {}
+                None if forwarded => {}
                 _ => {
                     return Err(bad(
                         "needs the Job name (1 to 253 characters), stored before the Job is created"
