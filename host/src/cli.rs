@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 mod demo;
+pub mod logging;
 mod remote;
 mod serve;
 
@@ -38,6 +39,15 @@ pub struct Cli {
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info`, `taskpod=debug`).
     #[arg(long, global = true, env = "TASKPOD_LOG", default_value = "warn")]
     pub log: String,
+    /// Log line format: `text`, or `json` (one object per line, with the task's span fields).
+    #[arg(
+        long,
+        global = true,
+        env = "TASKPOD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: logging::LogFormat,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

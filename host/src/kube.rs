@@ -8,6 +8,7 @@
 //! with it) and how the scheduler's or kubelet's reason for a pod that never started is read back
 //! from Events.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
@@ -18,6 +19,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::contract::{ANNOTATION_TASK_ID, Companion, LABEL_INSTANCE};
+use crate::metrics::Metrics;
 
 /// Result alias of this module.
 pub type Result<T, E = KubeError> = std::result::Result<T, E>;
@@ -96,6 +98,7 @@ pub struct Kube {
     jobs: Api<Job>,
     pods: Api<Pod>,
     events: Api<Event>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Kube {
@@ -139,7 +142,26 @@ impl Kube {
             events: Api::namespaced(client.clone(), namespace),
             namespace: namespace.to_owned(),
             client,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Counts failed requests in `metrics` (`taskpod_kube_api_errors_total`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Kube {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Counts a failed request and says what it means.
+    fn fail(
+        &self,
+        verb: &str,
+        resource: &str,
+        what: impl Into<String>,
+        error: ::kube::Error,
+    ) -> KubeError {
+        self.metrics.kube_error(verb, resource, status_code(&error));
+        KubeError::from_kube(what, error)
     }
 
     /// The Jobs API (for the watcher).
@@ -170,7 +192,7 @@ impl Kube {
                     .jobs
                     .get_opt(&name)
                     .await
-                    .map_err(|e| KubeError::from_kube(format!("get Job {name}"), e))?;
+                    .map_err(|e| self.fail("get", "jobs", format!("get Job {name}"), e))?;
                 let Some(existing) = existing else {
                     return Err(KubeError::Transient {
                         what: format!("create Job {name}"),
@@ -192,7 +214,7 @@ impl Kube {
                     Err(KubeError::NameTaken { name, owner })
                 }
             }
-            Err(error) => Err(KubeError::from_kube(format!("create Job {name}"), error)),
+            Err(error) => Err(self.fail("create", "jobs", format!("create Job {name}"), error)),
         }
     }
 
@@ -233,7 +255,7 @@ impl Kube {
         match result {
             Ok(()) => Ok(()),
             Err(error) if status_code(&error) == Some(409) => Ok(()),
-            Err(error) => Err(KubeError::from_kube(what, error)),
+            Err(error) => Err(self.fail("create", &companion.kind().to_lowercase(), what, error)),
         }
     }
 
@@ -263,7 +285,7 @@ impl Kube {
         match self.jobs.delete(name, &params).await {
             Ok(_) => Ok(()),
             Err(error) if status_code(&error) == Some(404) => Ok(()),
-            Err(error) => Err(KubeError::from_kube(format!("delete Job {name}"), error)),
+            Err(error) => Err(self.fail("delete", "jobs", format!("delete Job {name}"), error)),
         }
     }
 
@@ -274,7 +296,7 @@ impl Kube {
             .list(&params)
             .await
             .map(|list| list.items)
-            .map_err(|e| KubeError::from_kube("list Jobs", e))
+            .map_err(|e| self.fail("list", "jobs", "list Jobs", e))
     }
 
     /// Gets a pod, `None` when it is gone.
@@ -282,7 +304,7 @@ impl Kube {
         self.pods
             .get_opt(name)
             .await
-            .map_err(|e| KubeError::from_kube(format!("get Pod {name}"), e))
+            .map_err(|e| self.fail("get", "pods", format!("get Pod {name}"), e))
     }
 
     /// The whole log of `container` in pod `pod`, `None` when the pod is gone.
@@ -294,10 +316,9 @@ impl Kube {
         match self.pods.logs(pod, &params).await {
             Ok(text) => Ok(Some(text.into_bytes())),
             Err(error) if matches!(status_code(&error), Some(404 | 400)) => Ok(None),
-            Err(error) => Err(KubeError::from_kube(
-                format!("read log of Pod {pod}"),
-                error,
-            )),
+            Err(error) => {
+                Err(self.fail("get", "pods/log", format!("read log of Pod {pod}"), error))
+            }
         }
     }
 
@@ -309,7 +330,7 @@ impl Kube {
             .events
             .list(&params)
             .await
-            .map_err(|e| KubeError::from_kube(format!("list Events of {name}"), e))?;
+            .map_err(|e| self.fail("list", "events", format!("list Events of {name}"), e))?;
         // The API server lists in creation order: the last one is the latest.
         let items = events.items;
         let pick = items

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
+use crate::metrics::escape_label;
 use crate::store::TaskState;
 use crate::task::SubmittedTask;
 
@@ -209,6 +210,7 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Result<Response, A
         state.runner.capacity(),
         u8::from(state.runner.is_ready()),
     );
+    state.runner.metrics().render(&mut out);
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -217,14 +219,6 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Result<Response, A
         out,
     )
         .into_response())
-}
-
-/// Escapes a Prometheus label value (backslash, quote, newline).
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Any other path: a JSON 404 naming the path.

@@ -22,11 +22,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Semaphore, watch as signal};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::adapters::{Runtime, RuntimeOptions};
 use crate::config::Config;
 use crate::contract::ANNOTATION_TASK_ID;
+use crate::events::{Events, JobRef};
 use crate::kube::{self as k8s, Kube, KubeError};
+use crate::metrics::Metrics;
 use crate::queue::{PriorityOrder, Queue, QueuedTask};
 use crate::render::{RenderError, Renderer};
 use crate::store::{
@@ -35,6 +38,12 @@ use crate::store::{
 use crate::task::SubmittedTask;
 
 pub use crate::store::Submitted;
+
+/// The span every log line about one task is in: `task{task_id=…}`, from the API's submit
+/// through the launch (adapter call included) to what the watchers see and the task's end.
+pub fn task_span(id: &str) -> tracing::Span {
+    tracing::info_span!("task", task_id = %id)
+}
 
 /// Store meta key holding the capacity set at run time.
 pub const META_CAPACITY: &str = "runner.capacity";
@@ -147,6 +156,8 @@ impl Default for RunnerOptions {
 #[derive(Debug)]
 struct Tracked {
     job_name: String,
+    /// The Job's uid, once created or found (Events refer to it).
+    job_uid: Option<String>,
     state: TaskState,
     /// When the task entered `launching` (launch timeout).
     launched: Instant,
@@ -174,6 +185,8 @@ pub(crate) struct Inner {
     queue: Queue,
     renderer: Renderer,
     pub(crate) kube: Kube,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) events: Events,
     options: RunnerOptions,
     tracking: Mutex<Tracking>,
     followers: Arc<Semaphore>,
@@ -269,8 +282,21 @@ impl Runner {
         };
         let queue = Queue::from_store(&store, capacity, Box::new(PriorityOrder)).await?;
         let (stop, _) = signal::channel(false);
+        let metrics = Arc::new(Metrics::new());
+        // Events name this host: its pod when it runs in one, else the instance.
+        let reporter = std::env::var("POD_NAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| config.instance.clone());
         let inner = Arc::new(Inner {
-            kube: Kube::new(client, &config.namespace),
+            events: Events::new(
+                client.clone(),
+                &config.namespace,
+                &reporter,
+                Arc::clone(&metrics),
+            ),
+            kube: Kube::new(client, &config.namespace).with_metrics(Arc::clone(&metrics)),
+            metrics,
             followers: Arc::new(Semaphore::new(options.max_log_followers)),
             launches: Arc::new(Semaphore::new(options.launch_concurrency.max(1))),
             config,
@@ -306,6 +332,11 @@ impl Runner {
     /// Stores the task (durable before `Ok`) and queues it. The same document again returns the
     /// existing task; a different document with the same id is a conflict.
     pub async fn submit(&self, task: SubmittedTask) -> Result<Submitted, RunnerError> {
+        let span = task_span(&task.id);
+        self.submit_task(task).instrument(span).await
+    }
+
+    async fn submit_task(&self, task: SubmittedTask) -> Result<Submitted, RunnerError> {
         if self.inner.config.route(&task.kind).is_none() {
             return Err(RunnerError::Invalid {
                 field: "type".to_owned(),
@@ -326,6 +357,7 @@ impl Runner {
             .submit(NewTask::from_submitted(&task))
             .await?;
         if submitted.created {
+            tracing::info!(tenant = %task.tenant, r#type = %task.kind, "task submitted");
             self.inner.queue.push(QueuedTask::from(&submitted.task));
         }
         Ok(submitted)
@@ -361,8 +393,22 @@ impl Runner {
                 Ok(updated) => {
                     let job = updated.job_name.clone();
                     inner.queue.remove_pending(id);
-                    inner.untrack(id);
+                    let tracked = inner.untrack(id);
                     inner.queue.finish(id);
+                    inner.metrics.task_ended(&updated);
+                    tracing::info!(parent: &task_span(id), forced = mode == CancelMode::Force, "task canceled");
+                    if let Some(job) = job.as_ref().filter(|_| record.state.is_in_flight()) {
+                        inner.events.canceled(
+                            &JobRef {
+                                name: job.clone(),
+                                uid: tracked.and_then(|t| t.job_uid),
+                            },
+                            match mode {
+                                CancelMode::Graceful => "canceled by user",
+                                CancelMode::Force => "canceled by user (forced)",
+                            },
+                        );
+                    }
                     if let Some(job) = job.filter(|_| record.state.is_in_flight())
                         && let Err(error) =
                             inner.kube.delete_job(&job, mode == CancelMode::Force).await
@@ -413,6 +459,16 @@ impl Runner {
     /// The adapters and configuration tasks are rendered with (`/v1/adapters`, `/v1/render`).
     pub fn renderer(&self) -> &Renderer {
         &self.inner.renderer
+    }
+
+    /// The runner's metrics (`/metrics` renders them).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Writes Events on this runner's Jobs (adapter used, policy refusals, timeouts).
+    pub fn events(&self) -> &Events {
+        &self.inner.events
     }
 
     /// The launch queue (depth and slots in use, for metrics).
@@ -501,6 +557,7 @@ impl Inner {
             id.to_owned(),
             Tracked {
                 job_name: job_name.to_owned(),
+                job_uid: None,
                 state,
                 launched: instant_of(record.launched_at_ms),
                 confirmed: None,
@@ -549,10 +606,11 @@ impl Inner {
                         .job_name
                         .clone()
                         .unwrap_or_else(|| taskpod_adapter_sdk::names::job_name(&record.id));
-                    if by_task.remove(&record.id).is_some() {
+                    if let Some(job) = by_task.remove(&record.id) {
                         self.track(&record.id, &job_name, record.state, &record);
                         if let Some(t) = self.lock().tasks.get_mut(&record.id) {
                             t.confirmed = Some(Instant::now());
+                            t.job_uid = job.metadata.uid.clone();
                         }
                     } else if record.state == TaskState::Launching {
                         relaunch.push(QueuedTask::from(&record));
@@ -614,6 +672,11 @@ impl Inner {
     /// Launches one task that holds an in-flight slot: adapter, contract, `pending → launching`
     /// stored, then the Job and its companions created (idempotently, by name).
     async fn launch(self: Arc<Self>, task: QueuedTask) {
+        let span = task_span(&task.id);
+        self.launch_task(task).instrument(span).await
+    }
+
+    async fn launch_task(self: Arc<Self>, task: QueuedTask) {
         let id = task.id.clone();
         let record = match self.store.get(&id).await {
             Ok(Some(record)) => record,
@@ -650,9 +713,18 @@ impl Inner {
             self.forward(record, &name, &backend).await;
             return;
         }
-        let manifests = match self.renderer.render(&to_submitted(&record)).await {
+        let adapter_name = self
+            .config
+            .route(&record.kind)
+            .map_or_else(|| "none".to_owned(), |b| b.name.clone());
+        let called = Instant::now();
+        let rendered = self.renderer.render(&to_submitted(&record)).await;
+        self.metrics
+            .adapter_call(&adapter_name, called.elapsed(), rendered.as_ref().err());
+        let manifests = match rendered {
             Ok(manifests) => manifests,
             Err(error) => {
+                tracing::warn!(adapter = %adapter_name, %error, "the adapter failed; the task fails");
                 self.fail_untracked(&record, ReasonCode::AdapterError, error.to_string())
                     .await;
                 return;
@@ -675,7 +747,10 @@ impl Inner {
                 change = change.adapter(adapter);
             }
             match self.store.transition(change).await {
-                Ok(_) => state = TaskState::Launching,
+                Ok(updated) => {
+                    self.metrics.task_launched(&updated);
+                    state = TaskState::Launching;
+                }
                 Err(error) => {
                     if !matches!(error, StoreError::StateMismatch { .. }) {
                         tracing::error!(task = %id, %error, "launch: cannot store launching");
@@ -696,7 +771,28 @@ impl Inner {
         })
         .await;
         let uid = match created {
-            Ok(created) => created.uid().to_owned(),
+            Ok(created) => {
+                tracing::info!(job = %job_name, existing = matches!(created, k8s::Created::Existing { .. }), "Job created");
+                if matches!(created, k8s::Created::New { .. })
+                    && let Ok(prepared) = self.renderer.prepare(&to_submitted(&record))
+                {
+                    let info = prepared.adapter.info();
+                    self.events.adapted(
+                        &JobRef {
+                            name: job_name.clone(),
+                            uid: Some(created.uid().to_owned()),
+                        },
+                        prepared.adapter.name(),
+                        &info.name,
+                        &info.version,
+                        prepared.adapter.digest(),
+                    );
+                }
+                if let Some(t) = self.lock().tasks.get_mut(&id) {
+                    t.job_uid = Some(created.uid().to_owned());
+                }
+                created.uid().to_owned()
+            }
             Err(error) => {
                 self.finish(
                     &id,
@@ -741,19 +837,30 @@ impl Inner {
     async fn fail_untracked(&self, record: &TaskRecord, code: ReasonCode, message: String) {
         let change =
             Transition::new(&record.id, record.state, TaskState::Failed).reason(code, message);
-        if let Err(error) = self.store.transition(change).await
-            && !matches!(error, StoreError::StateMismatch { .. })
-        {
-            tracing::error!(task = %record.id, %error, "cannot store the failed launch");
+        match self.store.transition(change).await {
+            Ok(updated) => {
+                self.metrics.task_ended(&updated);
+                tracing::info!(state = %updated.state, reason = code.as_str(), "task ended");
+            }
+            Err(StoreError::StateMismatch { .. }) => {}
+            Err(error) => {
+                tracing::error!(task = %record.id, %error, "cannot store the failed launch")
+            }
         }
         self.queue.finish(&record.id);
     }
 
     /// Stores `launching → running` once the pod started.
     async fn mark_running(&self, id: &str) {
+        self.mark_running_task(id).instrument(task_span(id)).await
+    }
+
+    async fn mark_running_task(&self, id: &str) {
         let change = Transition::new(id, TaskState::Launching, TaskState::Running);
         match self.store.transition(change).await {
-            Ok(_) => {
+            Ok(updated) => {
+                self.metrics.task_started(&updated);
+                tracing::info!(pod = ?updated.job_name, "pod started");
                 if let Some(t) = self.lock().tasks.get_mut(id)
                     && t.state == TaskState::Launching
                 {
@@ -769,7 +876,13 @@ impl Inner {
     /// (compare-and-set from what is stored), frees the slot, and deletes the Job when
     /// `delete_job` (host-decided ends: launch timeout, max duration, pod deleted).
     async fn finish(&self, id: &str, outcome: status::Outcome, delete_job: bool) {
-        let (pod, container, follower, job_name, mut from) = {
+        self.finish_task(id, outcome, delete_job)
+            .instrument(task_span(id))
+            .await
+    }
+
+    async fn finish_task(&self, id: &str, outcome: status::Outcome, delete_job: bool) {
+        let (pod, container, follower, job_name, job_uid, mut from) = {
             let mut tracking = self.lock();
             let Some(t) = tracking.tasks.get_mut(id) else {
                 return;
@@ -783,9 +896,21 @@ impl Inner {
                 t.main_container.clone(),
                 t.follower.take(),
                 t.job_name.clone(),
+                t.job_uid.clone(),
                 t.state,
             )
         };
+        let job = JobRef {
+            name: job_name.clone(),
+            uid: job_uid,
+        };
+        match outcome.code {
+            ReasonCode::LaunchTimeout => self.events.launch_timeout(&job, &outcome.message),
+            ReasonCode::MaxDuration if delete_job => {
+                self.events.max_duration(&job, &outcome.message)
+            }
+            _ => {}
+        }
         if let (Some(pod), Some(container)) = (pod, container) {
             logs::capture(self, id, &pod, &container, follower).await;
         } else if let Some(follower) = follower {
@@ -802,7 +927,11 @@ impl Inner {
                 change = change.exit_code(exit);
             }
             match self.store.transition(change).await {
-                Ok(_) => break,
+                Ok(updated) => {
+                    self.metrics.task_ended(&updated);
+                    tracing::info!(state = %updated.state, reason = code.as_str(), "task ended");
+                    break;
+                }
                 Err(StoreError::StateMismatch { actual, .. }) if !actual.is_terminal() => {
                     from = actual;
                 }

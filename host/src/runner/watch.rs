@@ -82,8 +82,32 @@ pub(super) async fn watch_jobs(inner: Arc<Inner>) {
                     }
                 }
             }
-            Err(error) => tracing::warn!(%error, "Job watch interrupted; resuming"),
+            Err(error) => {
+                interrupted(&inner, "jobs", &error);
+                tracing::warn!(%error, "Job watch interrupted; resuming")
+            }
         }
+    }
+}
+
+/// Counts an interrupted watch (`kind`: `jobs` or `pods`) and the API error behind it.
+fn interrupted(inner: &Inner, kind: &str, error: &watcher::Error) {
+    inner.metrics.watch_restarted(kind);
+    let (verb, code) = match error {
+        watcher::Error::InitialListFailed(e) => ("list", api_code(e)),
+        watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            ("watch", api_code(e))
+        }
+        watcher::Error::WatchError(status) => ("watch", Some(status.code)),
+        _ => ("watch", None),
+    };
+    inner.metrics.kube_error(verb, kind, code);
+}
+
+fn api_code(error: &::kube::Error) -> Option<u16> {
+    match error {
+        ::kube::Error::Api(status) => Some(status.code),
+        _ => None,
     }
 }
 
@@ -154,7 +178,10 @@ pub(super) async fn watch_pods(inner: Arc<Inner>) {
             Ok(Event::InitApply(pod) | Event::Apply(pod)) => on_pod(&inner, &pod),
             Ok(Event::InitDone) => inner.pods_synced.store(true, Ordering::SeqCst),
             Ok(Event::Delete(pod)) => on_pod_deleted(&inner, &pod),
-            Err(error) => tracing::warn!(%error, "Pod watch interrupted; resuming"),
+            Err(error) => {
+                interrupted(&inner, "pods", &error);
+                tracing::warn!(%error, "Pod watch interrupted; resuming")
+            }
         }
     }
 }
