@@ -111,18 +111,7 @@ fn render_uses_the_example_user_adapter_through_config() {
     );
     let file = dir.path().join("job.yaml");
     std::fs::write(&file, &yaml).expect("write");
-    let output = std::process::Command::new("kubernetes-validate")
-        .args(["--strict", "--kubernetes-version", "1.37.0"])
-        .arg(&file)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("kubernetes-validate is not installed ({e}): run scripts/setup")
-        });
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    taskpod_test_support::kubernetes_validate_files("the rendered Job", &[&file]);
 
     // Other task types go to the default, the built-in pod-template adapter.
     let compact = dir.path().join("compact.json");

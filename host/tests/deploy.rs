@@ -72,20 +72,7 @@ fn kustomize(dir: &str) -> Vec<Value> {
 
 /// Runs `kubernetes-validate --strict` for Kubernetes 1.37 on `file`.
 fn kubernetes_validate(file: &Path) {
-    let output = Command::new("kubernetes-validate")
-        .args(["--strict", "--kubernetes-version", "1.37.0", "--quiet"])
-        .arg(file)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("kubernetes-validate is not installed ({e}): run scripts/setup")
-        });
-    assert!(
-        output.status.success(),
-        "kubernetes-validate rejected {}:\n{}{}",
-        file.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    taskpod_test_support::kubernetes_validate_files(&file.display().to_string(), &[file]);
 }
 
 /// Writes `objects` as one multi-document YAML file and validates it; returns how many.

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use clap::Parser as _;
 use serde_json::Value;
@@ -40,20 +39,7 @@ fn documents(path: &Path) -> Vec<Value> {
 /// Runs `kubernetes-validate --strict` for Kubernetes 1.37 on `file`; fails (never skips)
 /// when the tool is missing.
 fn kubernetes_validate(file: &Path) {
-    let output = Command::new("kubernetes-validate")
-        .args(["--strict", "--kubernetes-version", "1.37.0"])
-        .arg(file)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("kubernetes-validate is not installed ({e}): run scripts/setup")
-        });
-    assert!(
-        output.status.success(),
-        "kubernetes-validate rejected {}:\n{}{}",
-        file.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    taskpod_test_support::kubernetes_validate_files(&file.display().to_string(), &[file]);
 }
 
 fn path_str(p: &Path) -> &str {

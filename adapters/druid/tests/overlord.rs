@@ -95,45 +95,19 @@ fn env_value<'a>(container: &'a Value, name: &str) -> &'a str {
 
 /// Runs `kubernetes-validate --strict` for Kubernetes 1.37 on the Job and every companion.
 fn validate(out: &AdapterOutput, label: &str) {
-    let dir = std::env::temp_dir().join(format!("taskpod-overlord-{label}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut files = vec![dir.join("job.json")];
-    std::fs::write(&files[0], &out.job).unwrap();
-    for (i, c) in out.companions.iter().enumerate() {
-        let f = dir.join(format!("companion-{i}.json"));
-        std::fs::write(&f, c).unwrap();
-        files.push(f);
-    }
-    let result = std::process::Command::new("kubernetes-validate")
-        .args(["--strict", "-k", "1.37.0"])
-        .args(&files)
-        .output();
-    let _ = std::fs::remove_dir_all(&dir);
-    let result = result.expect(
-        "kubernetes-validate is not installed; run scripts/setup (pip install kubernetes-validate==1.37.0)",
-    );
-    assert!(
-        result.status.success(),
-        "kubernetes-validate rejected the {label} output:\n{}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
+    let docs: Vec<&String> = std::iter::once(&out.job).chain(&out.companions).collect();
+    taskpod_test_support::kubernetes_validate(&format!("the {label} output"), &docs);
 }
 
 /// Compares the pretty-printed Job with `tests/data/{name}.job.json` (written with TASKPOD_BLESS).
 fn golden(out: &AdapterOutput, name: &str) {
     let got = serde_json::to_string_pretty(&job_of(out)).unwrap() + "\n";
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/{name}.job.json"));
-    if std::env::var_os("TASKPOD_BLESS").is_some() {
-        std::fs::write(&path, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; create it with TASKPOD_BLESS=1 cargo test -p taskpod-adapter-druid --test overlord",
-            path.display()
-        )
-    });
-    assert_eq!(got, want, "the Job differs from {}", path.display());
+    taskpod_test_support::golden(
+        &path,
+        &got,
+        "cargo test -p taskpod-adapter-druid --test overlord",
+    );
 }
 
 /// The outcomes both modes share, on `main` and the pod.

@@ -1,17 +1,13 @@
 //! The pod-template adapter on seed 000's example PodTemplate and a real Druid task: every field
 //! of Druid's Job contract, template choice, configuration errors and payload limits.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use taskpod_adapter_pod_template::{Config, PodTemplateAdapter};
 use taskpod_adapter_sdk::{Adapter, AdapterError, Context, Limits, Task, names, payload};
 
-fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
-}
+use taskpod_test_support::repo_file;
 
 /// Reads a YAML PodTemplate and returns it as JSON text (what the host hands the adapter).
 fn template_json(path: &Path) -> String {
@@ -174,24 +170,7 @@ fn output_passes_kubernetes_validate_strict() {
     let task = druid_task();
     let ctx = context(&task, vec![("base".into(), base_template())]);
     let out = PodTemplateAdapter::adapt(&task, &ctx).unwrap();
-    let dir = std::env::temp_dir().join(format!("taskpod-pod-template-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("job.json");
-    std::fs::write(&file, &out.job).unwrap();
-    let result = std::process::Command::new("kubernetes-validate")
-        .args(["--strict", "-k", "1.37.0"])
-        .arg(&file)
-        .output();
-    let _ = std::fs::remove_dir_all(&dir);
-    let result = result.expect(
-        "kubernetes-validate is not installed; run scripts/setup (pip install kubernetes-validate==1.37.0)",
-    );
-    assert!(
-        result.status.success(),
-        "kubernetes-validate rejected the Job:\n{}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
+    taskpod_test_support::kubernetes_validate("the Job", &[&out.job]);
 }
 
 #[test]
@@ -494,14 +473,9 @@ fn golden_job() {
     let job: Value = serde_json::from_str(&out.job).unwrap();
     let got = serde_json::to_string_pretty(&job).unwrap() + "\n";
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/index-parallel.job.json");
-    if std::env::var_os("TASKPOD_BLESS").is_some() {
-        std::fs::write(&path, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; create it with TASKPOD_BLESS=1 cargo test -p taskpod-adapter-pod-template --test adapt golden",
-            path.display()
-        )
-    });
-    assert_eq!(got, want, "the Job differs from {}", path.display());
+    taskpod_test_support::golden(
+        &path,
+        &got,
+        "cargo test -p taskpod-adapter-pod-template --test adapt golden",
+    );
 }

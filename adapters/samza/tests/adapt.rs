@@ -265,43 +265,24 @@ fn example_matches_golden_file() {
     let text = serde_yaml::to_string(&job).unwrap();
     let golden =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wikipedia-feed.expected.yaml");
-    if std::env::var_os("TASKPOD_BLESS").is_some() {
-        std::fs::write(&golden, &text).unwrap();
-    }
-    let expected = std::fs::read_to_string(&golden)
-        .unwrap_or_else(|e| panic!("{}: {e} (create it with TASKPOD_BLESS=1)", golden.display()));
-    assert_eq!(text, expected, "output differs from {}", golden.display());
+    taskpod_test_support::golden(
+        &golden,
+        &text,
+        "cargo test -p taskpod-adapter-samza --test adapt",
+    );
 }
 
 #[test]
 fn output_passes_kubernetes_validate_strict() {
-    let dir = std::env::temp_dir().join(format!("taskpod-samza-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let mut minimal = BTreeMap::new();
     minimal.insert(
         "kubernetes.container.image".to_owned(),
         "samza:1".to_owned(),
     );
     minimal.insert("kubernetes.pod.count".to_owned(), "1".to_owned());
-    let mut files = Vec::new();
-    for (i, props) in [example_properties(), minimal].iter().enumerate() {
-        let job = adapt_props(props).unwrap();
-        let file = dir.join(format!("job-{i}.json"));
-        std::fs::write(&file, job.to_string()).unwrap();
-        files.push(file);
-    }
-    let result = std::process::Command::new("kubernetes-validate")
-        .args(["--strict", "--kubernetes-version", "1.37.0"])
-        .args(&files)
-        .output();
-    let _ = std::fs::remove_dir_all(&dir);
-    let result = result.expect(
-        "kubernetes-validate is not installed; run scripts/setup (pip install kubernetes-validate==1.37.0)",
-    );
-    assert!(
-        result.status.success(),
-        "kubernetes-validate rejected the Job:\n{}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
+    let jobs: Vec<String> = [example_properties(), minimal]
+        .iter()
+        .map(|props| adapt_props(props).unwrap().to_string())
+        .collect();
+    taskpod_test_support::kubernetes_validate("the Samza Jobs", &jobs);
 }

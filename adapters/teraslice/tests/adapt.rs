@@ -712,12 +712,11 @@ fn example_execution_matches_golden_file() {
         .join("---\n");
     let golden =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/data-generator.expected.yaml");
-    if std::env::var_os("TASKPOD_BLESS").is_some() {
-        std::fs::write(&golden, &text).unwrap();
-    }
-    let expected = std::fs::read_to_string(&golden)
-        .unwrap_or_else(|e| panic!("{}: {e} (create it with TASKPOD_BLESS=1)", golden.display()));
-    assert_eq!(text, expected, "output differs from {}", golden.display());
+    taskpod_test_support::golden(
+        &golden,
+        &text,
+        "cargo test -p taskpod-adapter-teraslice --test adapt",
+    );
     // The example exercises the new-over-legacy precedence on the workers.
     assert_eq!(
         docs[1]["spec"]["template"]["spec"]["containers"][0]["resources"],
@@ -740,28 +739,9 @@ fn every_object_passes_kubernetes_validate_strict() {
     let t3 = task(json!({"name": "minimal"}));
     outputs.push(TerasliceAdapter::adapt(&t3, &context(&json!({}), &t3)).unwrap());
 
-    let dir = std::env::temp_dir().join(format!("taskpod-teraslice-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut files = Vec::new();
-    for (i, out) in outputs.iter().enumerate() {
-        for (j, text) in std::iter::once(&out.job).chain(&out.companions).enumerate() {
-            let file = dir.join(format!("{i}-{j}.json"));
-            std::fs::write(&file, text).unwrap();
-            files.push(file);
-        }
-    }
-    let result = std::process::Command::new("kubernetes-validate")
-        .args(["--strict", "--kubernetes-version", "1.37.0"])
-        .args(&files)
-        .output();
-    let _ = std::fs::remove_dir_all(&dir);
-    let result = result.expect(
-        "kubernetes-validate is not installed; run scripts/setup (pip install kubernetes-validate==1.37.0)",
-    );
-    assert!(
-        result.status.success(),
-        "kubernetes-validate rejected an object:\n{}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
+    let docs: Vec<&String> = outputs
+        .iter()
+        .flat_map(|out| std::iter::once(&out.job).chain(&out.companions))
+        .collect();
+    taskpod_test_support::kubernetes_validate("the Teraslice objects", &docs);
 }
