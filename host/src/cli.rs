@@ -5,8 +5,7 @@
 //!
 //! - `taskpod render (--config FILE | --druid-properties FILE) --task FILE [--out FILE]`: the
 //!   Job and companions for one task, as multi-document YAML, exactly as `serve` creates them.
-//! - `taskpod adapter check COMPONENT.wasm [--config FILE]`: loads a component, prints its info
-//!   and validates a configuration.
+//! - `taskpod adapter check|test|bench|new`: the adapter author's tools (see [`adapter`]).
 //! - `taskpod bench adapters`: the adapter-runtime benchmark (see [`crate::bench`]).
 
 use std::io::Write;
@@ -14,18 +13,21 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod adapter;
+mod adapter_new;
 mod demo;
 pub mod logging;
 mod remote;
 mod serve;
 
+pub use adapter::AdapterCommand;
 pub use demo::DemoArgs;
 pub use remote::{
     CancelArgs, CapacityArgs, ListArgs, LogsArgs, ServerArg, ServiceError, StatusArgs, SubmitArgs,
 };
 pub use serve::{ServeArgs, SimArgs};
 
-use crate::adapters::{self, AdapterSpec, ComponentSource, Runtime, RuntimeOptions};
+use crate::adapters::{self, Runtime, RuntimeOptions};
 use crate::bench;
 use crate::config::{self, Config, ConfigError};
 use crate::render::{RenderError, Renderer};
@@ -107,19 +109,6 @@ pub struct RenderArgs {
     pub out: Option<PathBuf>,
 }
 
-/// `taskpod adapter …`
-#[derive(Debug, Subcommand)]
-pub enum AdapterCommand {
-    /// Load a component, print its info and validate a configuration.
-    Check {
-        /// The component (.wasm).
-        component: PathBuf,
-        /// The adapter's configuration (YAML or JSON); `{}` when absent.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-    },
-}
-
 /// `taskpod bench …`
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -183,6 +172,19 @@ pub enum CliError {
         /// What is wrong.
         message: String,
     },
+    /// A command-line argument is unusable.
+    #[error("{0}")]
+    Usage(String),
+    /// `adapter test`: some cases did not render as expected (the report is above).
+    #[error("adapter test: {failed} of {total} cases failed: {names}")]
+    CasesFailed {
+        /// How many failed.
+        failed: usize,
+        /// How many ran.
+        total: usize,
+        /// The failed cases, comma separated.
+        names: String,
+    },
     /// Writing output failed.
     #[error("cannot write {what}: {error}")]
     Write {
@@ -215,9 +217,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Cancel(args) => Ok(remote::cancel(&args, out)?),
         Command::Logs(args) => Ok(remote::logs(&args, out)?),
         Command::Capacity(args) => Ok(remote::capacity(&args, out)?),
-        Command::Adapter(AdapterCommand::Check { component, config }) => {
-            adapter_check(&component, config.as_deref(), out)
-        }
+        Command::Adapter(command) => adapter::run(command, out),
         Command::Bench(BenchCommand::Runner {
             tasks,
             jobs,
@@ -335,56 +335,4 @@ fn render(args: &RenderArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 error,
             }),
     }
-}
-
-fn adapter_check(
-    component: &Path,
-    config_file: Option<&Path>,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    let config_json = match config_file {
-        None => "{}".to_owned(),
-        Some(path) => {
-            let fail = |message: String| CliError::AdapterConfig {
-                path: path.to_path_buf(),
-                message,
-            };
-            let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-            let value: serde_json::Value =
-                serde_yaml::from_str(&text).map_err(|e| fail(format!("not YAML/JSON: {e}")))?;
-            value.to_string()
-        }
-    };
-    let name = component
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "adapter".to_owned());
-    let runtime = Runtime::new(RuntimeOptions::default())?;
-    let adapter = runtime.load(AdapterSpec {
-        name,
-        source: ComponentSource::File(component.to_path_buf()),
-        config: config_json,
-        limits: adapters::Limits::default(),
-    })?;
-    let info = adapter.info();
-    let text = format!(
-        "component:   {}\ndigest:      {}\nname:        {}\nversion:     {}\ndescription: {}\n\
-         task types:  {}\nconfig schema: {}\nconfig:      valid\n",
-        component.display(),
-        adapter.digest(),
-        info.name,
-        info.version,
-        info.description,
-        if info.task_types.is_empty() {
-            "(any)".to_owned()
-        } else {
-            info.task_types.join(", ")
-        },
-        info.config_schema,
-    );
-    out.write_all(text.as_bytes())
-        .map_err(|error| CliError::Write {
-            what: "standard output".to_owned(),
-            error,
-        })
 }

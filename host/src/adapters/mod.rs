@@ -408,14 +408,13 @@ impl Runtime {
             },
             engine::CompileError::Cache(e) => Error::Cache(e),
         })?;
-        sandbox::check_contract_version(&self.inner.engine, &component).map_err(
-            |component_version| Error::IncompatibleContract {
+        let contract_version = sandbox::check_contract_version(&self.inner.engine, &component)
+            .map_err(|component_version| Error::IncompatibleContract {
                 adapter: spec.name.clone(),
                 origin: origin.clone(),
                 component_version,
                 host_version: CONTRACT_VERSION.to_owned(),
-            },
-        )?;
+            })?;
         let pre =
             self.inner
                 .instantiate_pre(&component)
@@ -429,6 +428,7 @@ impl Runtime {
             origin,
             info: AdapterInfo::default(),
             digest: format!("sha256:{}", hex::encode(digest)),
+            contract_version,
             config: spec.config,
             semaphore: Arc::new(tokio::sync::Semaphore::new(spec.limits.concurrency)),
             limits: spec.limits,
@@ -487,6 +487,7 @@ pub struct LoadedAdapter {
     origin: String,
     info: AdapterInfo,
     digest: String,
+    contract_version: String,
     config: String,
     limits: Limits,
     semaphore: Arc<tokio::sync::Semaphore>,
@@ -525,6 +526,12 @@ impl LoadedAdapter {
     /// `sha256:<hex>` of the component bytes.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// The version of the adapter contract (`taskpod:adapter@…`, the WIT package) the component
+    /// was built against, read from its imports.
+    pub fn contract_version(&self) -> &str {
+        &self.contract_version
     }
 
     /// The configuration (JSON) this instance was validated with.

@@ -199,24 +199,31 @@ pub(crate) fn instantiate_pre(
 }
 
 /// Checks the version of every `taskpod:adapter/…@X.Y.Z` import: same major version, and for
-/// 0.x the same minor version, as [`CONTRACT_VERSION`]. Returns the component's version when
-/// it is incompatible.
-pub(crate) fn check_contract_version(engine: &Engine, component: &Component) -> Result<(), String> {
+/// 0.x the same minor version, as [`CONTRACT_VERSION`]. Returns the version the component was
+/// built against (`(unversioned)` when its imports carry none, `(none)` when it imports nothing
+/// of the contract), or, as the error, the component's version when it is incompatible.
+pub(crate) fn check_contract_version(
+    engine: &Engine,
+    component: &Component,
+) -> Result<String, String> {
     let ty = component.component_type();
+    let mut found: Option<String> = None;
     for (name, _) in ty.imports(engine) {
         let Some(rest) = name.strip_prefix("taskpod:adapter/") else {
             continue;
         };
         let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("");
+        let shown = if version.is_empty() {
+            "(unversioned)".to_owned()
+        } else {
+            version.to_owned()
+        };
         if !compatible(version, CONTRACT_VERSION) {
-            return Err(if version.is_empty() {
-                "(unversioned)".to_owned()
-            } else {
-                version.to_owned()
-            });
+            return Err(shown);
         }
+        found.get_or_insert(shown);
     }
-    Ok(())
+    Ok(found.unwrap_or_else(|| "(none)".to_owned()))
 }
 
 /// Whether a component built against `theirs` may run on a host implementing `ours`.
