@@ -6,8 +6,8 @@
 //! project holds a starter adapter (one container running the configured image), a
 //! `config.yaml` and a test case that passes, so `taskpod adapter test` works right away:
 //!
-//! - Rust: a crate depending on `taskpod-adapter-sdk` by path (this checkout's `adapters/sdk`,
-//!   or `--sdk DIR`), with this workspace's `Cargo.lock` so it builds with the versions taskpod
+//! - Rust: a crate depending on `taskpod-adapter-sdk` by path (the `adapters/sdk` of the
+//!   checkout this taskpod was built from, or `--sdk DIR`), with this workspace's `Cargo.lock` so it builds with the versions taskpod
 //!   is tested with; `cargo build --target wasm32-wasip2 --release`.
 //! - Python: `app.py`, the SDK module `taskpod_adapter.py` and `wit/`; built with componentize-py.
 //! - JavaScript: `app.js`, the SDK module `taskpod-adapter.js`, `wit/` and a `package.json`
@@ -48,7 +48,7 @@ pub struct NewArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Rust only: the `adapters/sdk` directory of a taskpod checkout to depend on (default: the
-    /// checkout this taskpod was built from, when it still exists; else the git repository).
+    /// checkout this taskpod was built from).
     #[arg(long, value_name = "DIR")]
     pub sdk: Option<PathBuf>,
 }
@@ -63,8 +63,6 @@ const CASE_EXPECTED: &str = include_str!("adapter_templates/common/cases/example
 
 /// The SDK directory of the checkout this binary was built from.
 const BUILT_FROM_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../adapters/sdk");
-/// Where the SDK is fetched from when no checkout is at hand.
-const SDK_GIT: &str = "https://github.com/taskpod/taskpod";
 
 /// `(path in the project, template text)` of each language's own files.
 fn templates(lang: Lang) -> &'static [(&'static str, &'static str)] {
@@ -138,18 +136,19 @@ fn sdk_dependency(sdk: Option<&Path>) -> Result<String, CliError> {
         }
         None => Some(PathBuf::from(BUILT_FROM_SDK)).filter(|d| d.join("Cargo.toml").is_file()),
     };
-    Ok(match dir {
-        Some(dir) => {
-            let dir = dir
-                .canonicalize()
-                .map_err(|e| usage(format!("{}: {e}", dir.display())))?;
-            format!(
-                "taskpod-adapter-sdk = {{ path = {:?} }}",
-                dir.display().to_string()
-            )
-        }
-        None => format!("taskpod-adapter-sdk = {{ git = {SDK_GIT:?} }}"),
-    })
+    let Some(dir) = dir else {
+        return Err(usage(format!(
+            "the taskpod checkout this binary was built from ({BUILT_FROM_SDK}) is gone: give \
+             --sdk DIR, the adapters/sdk directory of a taskpod checkout"
+        )));
+    };
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| usage(format!("{}: {e}", dir.display())))?;
+    Ok(format!(
+        "taskpod-adapter-sdk = {{ path = {:?} }}",
+        dir.display().to_string()
+    ))
 }
 
 /// Creates the project; prints what was created and the next commands.
