@@ -237,7 +237,15 @@ fn a_component_built_against_another_major_version_is_refused_by_check() {
 fn new_scaffolds_a_project_per_language() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (lang, files) in [
-        ("rust", &["Cargo.toml", "Cargo.lock", "src/lib.rs"][..]),
+        (
+            "rust",
+            &[
+                "Cargo.toml",
+                "Cargo.lock",
+                "rust-toolchain.toml",
+                "src/lib.rs",
+            ][..],
+        ),
         (
             "python",
             &["app.py", "taskpod_adapter.py", "wit/adapter.wit"][..],
@@ -320,4 +328,33 @@ fn new_refuses_a_bad_name_and_a_non_empty_directory() {
         std::fs::read_to_string(dir.path().join("keep.txt")).expect("kept"),
         "mine"
     );
+}
+
+#[test]
+fn demo_runs_a_task_through_a_custom_adapter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, result) = cli(&[
+        "demo",
+        "--dir",
+        s(dir.path()),
+        "--adapter",
+        guests::TEAM_LABELS_PATH,
+        "--adapter-config",
+        s(&example("config.yaml")),
+        "--timeout-seconds",
+        "120",
+    ]);
+    result.unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert!(out.contains("demo finished"), "{out}");
+    let jobs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("jobs"))
+        .expect("jobs written")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = std::fs::read_to_string(&jobs[0]).expect("job");
+    assert!(
+        job.contains("taskpod.dev/adapter: team-labels@0.1.0"),
+        "{job}"
+    );
+    assert!(job.contains("image: ghcr.io/acme/etl:1.4"), "{job}");
 }

@@ -7,8 +7,9 @@
 //! `config.yaml` and a test case that passes, so `taskpod adapter test` works right away:
 //!
 //! - Rust: a crate depending on `taskpod-adapter-sdk` by path (the `adapters/sdk` of the
-//!   checkout this taskpod was built from, or `--sdk DIR`), with this workspace's `Cargo.lock` so it builds with the versions taskpod
-//!   is tested with; `cargo build --target wasm32-wasip2 --release`.
+//!   checkout this taskpod was built from, or `--sdk DIR`), with this workspace's `Cargo.lock`
+//!   and `rust-toolchain.toml` so it builds with the versions taskpod is tested with;
+//!   `cargo build --target wasm32-wasip2 --release --target-dir target`.
 //! - Python: `app.py`, the SDK module `taskpod_adapter.py` and `wit/`; built with componentize-py.
 //! - JavaScript: `app.js`, the SDK module `taskpod-adapter.js`, `wit/` and a `package.json`
 //!   pinning componentize-js; `npm install && npm run build`.
@@ -55,6 +56,7 @@ pub struct NewArgs {
 
 const WIT: &str = include_str!("../../../wit/adapter.wit");
 const WORKSPACE_LOCK: &str = include_str!("../../../Cargo.lock");
+const TOOLCHAIN: &str = include_str!("../../../rust-toolchain.toml");
 const PYTHON_SDK: &str = include_str!("../../../adapters/sdk-python/taskpod_adapter.py");
 const JS_SDK: &str = include_str!("../../../adapters/sdk-js/taskpod-adapter.js");
 const CONFIG: &str = include_str!("adapter_templates/common/config.yaml");
@@ -197,8 +199,9 @@ pub fn new(args: &NewArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let (build, component) = match args.lang {
         Lang::Rust => {
             write(&dir, "Cargo.lock", WORKSPACE_LOCK)?;
+            write(&dir, "rust-toolchain.toml", TOOLCHAIN)?;
             (
-                "cargo build --target wasm32-wasip2 --release".to_owned(),
+                "cargo build --target wasm32-wasip2 --release --target-dir target".to_owned(),
                 format!("target/wasm32-wasip2/release/{crate_name}.wasm"),
             )
         }

@@ -65,6 +65,57 @@ pub struct DemoArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout_seconds: u64,
+    /// Shape the Jobs with this adapter component (.wasm) instead of the built-in pod-template
+    /// adapter: try an adapter of your own end to end. Only the task that should succeed is
+    /// run (the failing one fails through a Druid label only the Druid adapters set).
+    #[arg(long, value_name = "FILE")]
+    pub adapter: Option<PathBuf>,
+    /// The configuration of `--adapter` (YAML or JSON); `{}` when absent.
+    #[arg(long, value_name = "FILE", requires = "adapter")]
+    pub adapter_config: Option<PathBuf>,
+}
+
+/// The name `--adapter` is bound under in the demo's configuration.
+const CUSTOM_ADAPTER: &str = "custom";
+
+/// Replaces the demo configuration's adapters with the component of `--adapter`.
+fn use_custom_adapter(
+    config: &mut Config,
+    component: &Path,
+    adapter_config: Option<&Path>,
+) -> Result<(), ServiceError> {
+    let settings: serde_json::Value = match adapter_config {
+        None => serde_json::json!({}),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ServiceError::io(
+                    format!("cannot read --adapter-config {}", path.display()),
+                    e,
+                )
+            })?;
+            serde_yaml::from_str(&text).map_err(|e| {
+                ServiceError::Start(format!(
+                    "--adapter-config {}: not YAML/JSON: {e}",
+                    path.display()
+                ))
+            })?
+        }
+    };
+    let component = component
+        .canonicalize()
+        .map_err(|e| ServiceError::io(format!("--adapter {}", component.display()), e))?;
+    let binding = serde_json::json!({
+        "name": CUSTOM_ADAPTER,
+        "component": component,
+        "config": settings,
+    });
+    config.adapters =
+        vec![serde_json::from_value(binding).map_err(|e| ServiceError::Start(e.to_string()))?];
+    config.routing.default = Some(CUSTOM_ADAPTER.to_owned());
+    config.routing.by_type.clear();
+    config
+        .validate()
+        .map_err(|e| ServiceError::Start(e.to_string()))
 }
 
 fn say(out: &mut dyn Write, text: &str) -> Result<(), ServiceError> {
@@ -110,8 +161,15 @@ pub fn demo(args: &DemoArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
     for (name, contents) in FILES {
         write_file(&dir.join(name), contents.as_bytes())?;
     }
-    let config =
+    let mut config =
         Config::load(&dir.join("taskpod.yaml")).map_err(|e| ServiceError::Start(e.to_string()))?;
+    let tasks = match &args.adapter {
+        Some(component) => {
+            use_custom_adapter(&mut config, component, args.adapter_config.as_deref())?;
+            &TASKS[..1]
+        }
+        None => TASKS,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -119,7 +177,7 @@ pub fn demo(args: &DemoArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
         .map_err(|e| ServiceError::io("cannot start the async runtime", e))?;
     let limit = Duration::from_secs(args.timeout_seconds);
     runtime.block_on(async {
-        match tokio::time::timeout(limit, run(&dir, config, out)).await {
+        match tokio::time::timeout(limit, run(&dir, config, tasks, out)).await {
             Ok(result) => result,
             Err(_) => Err(ServiceError::Demo(format!(
                 "the tasks did not finish within {} s (see {})",
@@ -130,7 +188,12 @@ pub fn demo(args: &DemoArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
     })
 }
 
-async fn run(dir: &Path, config: Config, out: &mut dyn Write) -> Result<(), ServiceError> {
+async fn run(
+    dir: &Path,
+    config: Config,
+    tasks: &[(&str, TaskState, Option<i32>)],
+    out: &mut dyn Write,
+) -> Result<(), ServiceError> {
     let start = |e: String| ServiceError::Start(e);
     let behavior_path = dir.join("sim-behavior.yaml");
     let mut opts = taskpod_sim::SimOptions::default();
@@ -187,7 +250,7 @@ async fn run(dir: &Path, config: Config, out: &mut dyn Write) -> Result<(), Serv
         ),
     )?;
 
-    let outcome = drive(dir, &format!("http://{addr}"), out).await;
+    let outcome = drive(dir, &format!("http://{addr}"), tasks, out).await;
 
     // Job YAML as the cluster holds it, whatever the outcome.
     let jobs_dir = dir.join("jobs");
@@ -210,7 +273,7 @@ async fn run(dir: &Path, config: Config, out: &mut dyn Write) -> Result<(), Serv
     state.runner().clone().shutdown().await;
     sim.shutdown().await;
 
-    let tasks = outcome?;
+    let views = outcome?;
     say(
         out,
         &format!(
@@ -226,7 +289,7 @@ async fn run(dir: &Path, config: Config, out: &mut dyn Write) -> Result<(), Serv
             dir.join("taskpod.db").display(),
         ),
     )?;
-    for (task, (file, want_state, want_code)) in tasks.iter().zip(TASKS) {
+    for (task, (file, want_state, want_code)) in views.iter().zip(tasks) {
         if task.state != *want_state || (want_code.is_some() && task.exit_code != *want_code) {
             return Err(ServiceError::Demo(format!(
                 "{file}: expected {want_state}{}, got {}",
@@ -241,16 +304,17 @@ async fn run(dir: &Path, config: Config, out: &mut dyn Write) -> Result<(), Serv
 }
 
 /// Submits the tasks through the API, prints their progress until all have ended, prints the
-/// final states and writes their logs; returns the final views in [`TASKS`] order.
+/// final states and writes their logs; returns the final views in `tasks` order.
 async fn drive(
     dir: &Path,
     server: &str,
+    tasks: &[(&str, TaskState, Option<i32>)],
     out: &mut dyn Write,
 ) -> Result<Vec<crate::api::TaskView>, ServiceError> {
     let client = Client::new(server)?;
     let mut feed = client.events(None).await?;
     let mut ids = Vec::new();
-    for (file, _, _) in TASKS {
+    for (file, _, _) in tasks {
         let text = std::fs::read_to_string(dir.join(file))
             .map_err(|e| ServiceError::io(format!("cannot read {file}"), e))?;
         let id = SubmittedTask::parse(&text)
