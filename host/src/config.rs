@@ -10,6 +10,7 @@
 
 pub mod base_pod;
 pub mod druid;
+pub mod reference;
 
 use std::collections::BTreeMap;
 use std::fmt;
