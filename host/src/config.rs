@@ -21,6 +21,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::adapters::{self, ComponentSource};
 use crate::contract;
+use crate::policy::Policy;
 
 /// Result alias of this module.
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -94,6 +95,10 @@ pub struct Config {
     pub routing: Routing,
     /// How Jobs are run: durations, cleanup, capacity (Druid's `druid.indexer.runner.*`).
     pub runner: Runner,
+    /// What adapters' outputs may ask for (privileges, host access, service accounts, images,
+    /// resources); applied to every pod spec after the Job contract. Default: restrictive (see
+    /// [`Policy`] and docs/security.md).
+    pub policy: Policy,
     /// Directory relative paths (adapter components, templates) are resolved against: the
     /// config file's directory. Not a YAML key.
     #[serde(skip)]
@@ -116,6 +121,7 @@ impl Default for Config {
             adapters: Vec::new(),
             routing: Routing::default(),
             runner: Runner::default(),
+            policy: Policy::default(),
             base_dir: PathBuf::from("."),
             own_pod: None,
         }
@@ -519,6 +525,9 @@ impl Config {
                 ));
             }
         }
+        self.policy
+            .validate()
+            .map_err(|(key, message)| invalid(&format!("policy.{key}"), message))?;
         if self.adapters.is_empty() {
             return Err(invalid(
                 "adapters",

@@ -641,9 +641,19 @@ pub fn is_dns1123_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Dot-separated DNS-1123 labels, at most 253 characters.
+/// Dot-separated DNS-1123 labels, at most 253 characters in all (as Kubernetes checks it, the
+/// parts have no length limit of their own).
 pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
 }
 
 /// A DNS-1123 label that starts with a letter (Service names).

@@ -15,6 +15,7 @@ pub mod events;
 pub mod execution;
 pub mod kube;
 pub mod metrics;
+pub mod policy;
 pub mod queue;
 pub mod reaper;
 pub mod render;

@@ -206,6 +206,7 @@ pub fn adapter_failure_reason(error: &RenderError) -> &'static str {
         RenderError::Config(_) => "config",
         RenderError::NoRoute { .. } => "no-route",
         RenderError::UnknownAdapter { .. } => "unknown-adapter",
+        RenderError::Policy(_) => "policy",
         RenderError::Adapter(e) => match e {
             E::InvalidTask { .. } => "invalid-task",
             E::InvalidConfig { .. } => "invalid-config",

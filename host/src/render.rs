@@ -4,8 +4,8 @@
 //! A [`Renderer`] holds the configuration and the adapters it names, loaded once (component
 //! compiled or read from the cache, `info` and `validate-config` run, templates read). For each
 //! task it routes to an adapter, builds the adapter's [`Context`] (namespace, config, templates,
-//! the host's Job name, labels, annotations, limits), calls `adapt` in the sandbox and enforces
-//! the Job contract on the result.
+//! the host's Job name, labels, annotations, limits), calls `adapt` in the sandbox, enforces
+//! the Job contract on the result and then applies the output [`Policy`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -16,6 +16,7 @@ use taskpod_adapter_sdk::{self as sdk, Context, names};
 use crate::adapters::{self, AdapterSpec, LoadedAdapter, Runtime};
 use crate::config::{Config, ConfigError, TemplateFile};
 use crate::contract::{self, JobContract, Manifests, RestartRule};
+use crate::policy::{Policy, PolicyError};
 use crate::task::SubmittedTask;
 
 /// Why a task could not be rendered.
@@ -27,6 +28,9 @@ pub enum RenderError {
     /// Loading or calling the adapter failed, or its output broke the Job contract.
     #[error(transparent)]
     Adapter(#[from] adapters::Error),
+    /// The output policy refused the adapter's output.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// No adapter takes this task type.
     #[error(
         "no adapter for task type `{task_type}`: add it to `routing.byType` or set `routing.default`"
@@ -148,6 +152,7 @@ pub struct Renderer {
     bound: BTreeMap<String, Bound>,
     labels: sdk::Pairs,
     annotations: sdk::Pairs,
+    policy: Arc<Policy>,
 }
 
 /// Everything one `adapt` call and its contract check need.
@@ -161,6 +166,52 @@ pub struct Prepared {
     pub context: Context,
     /// What the host forces afterwards.
     pub contract: JobContract,
+    /// What the output may ask for, checked after the contract.
+    pub policy: Arc<Policy>,
+}
+
+impl Prepared {
+    /// Enforces the contract on `output`, then applies the policy.
+    pub fn finish(&self, output: &sdk::AdapterOutput) -> Result<Manifests, RenderError> {
+        finish(output, &self.contract, &self.policy)
+    }
+}
+
+fn finish(
+    output: &sdk::AdapterOutput,
+    contract: &JobContract,
+    policy: &Policy,
+) -> Result<Manifests, RenderError> {
+    let mut manifests = contract::enforce(output, contract).map_err(adapters::Error::from)?;
+    policy.apply(
+        output,
+        &mut manifests,
+        &contract.namespace,
+        &contract.adapter,
+    )?;
+    Ok(manifests)
+}
+
+/// Warns when the host's own pod, which the overlord-copy adapters copy, runs as a service
+/// account the policy does not allow (every such Job would be refused).
+fn warn_unless_allowed(policy: &Policy, pod_json: Option<&str>) {
+    let account = pod_json
+        .and_then(|pod| serde_json::from_str::<serde_json::Value>(pod).ok())
+        .and_then(|pod| {
+            pod.pointer("/spec/serviceAccountName")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        });
+    if let Some(account) = account
+        && !policy.service_accounts.contains(&account)
+    {
+        tracing::warn!(
+            service_account = %account,
+            "the overlord-copy adapters copy this pod's service account, which \
+             policy.serviceAccounts does not allow: their Jobs will be refused until it is \
+             listed there"
+        );
+    }
 }
 
 impl Renderer {
@@ -172,6 +223,7 @@ impl Renderer {
             let mut base_pod = config.read_base_pod(index)?;
             if base_pod.is_none() && binding.component.starts_with("builtin:overlord-") {
                 base_pod = config.own_pod.clone();
+                warn_unless_allowed(&config.policy, base_pod.as_deref());
             }
             let spec = AdapterSpec {
                 name: binding.name.clone(),
@@ -202,6 +254,7 @@ impl Renderer {
         Ok(Renderer {
             labels: pairs(&config.labels),
             annotations: pairs(&config.annotations),
+            policy: Arc::new(config.policy.clone()),
             config,
             runtime,
             bound,
@@ -319,6 +372,7 @@ impl Renderer {
             task: task.to_sdk(),
             context,
             contract,
+            policy: Arc::clone(&self.policy),
         })
     }
 
@@ -328,16 +382,19 @@ impl Renderer {
         let output = prepared
             .adapter
             .adapt_blocking(&prepared.task, &prepared.context)?;
-        Ok(contract::enforce(&output, &prepared.contract).map_err(adapters::Error::from)?)
+        prepared.finish(&output)
     }
 
     /// Renders without blocking the async runtime (the adapter runs on a blocking thread).
     pub async fn render(&self, task: &SubmittedTask) -> Result<Manifests, RenderError> {
-        let prepared = self.prepare(task)?;
-        let output = prepared
-            .adapter
-            .adapt(prepared.task, prepared.context)
-            .await?;
-        Ok(contract::enforce(&output, &prepared.contract).map_err(adapters::Error::from)?)
+        let Prepared {
+            adapter,
+            task,
+            context,
+            contract,
+            policy,
+        } = self.prepare(task)?;
+        let output = adapter.adapt(task, context).await?;
+        finish(&output, &contract, &policy)
     }
 }

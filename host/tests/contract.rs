@@ -319,3 +319,16 @@ fn companions_get_the_namespace_and_labels_and_are_checked() {
     assert_eq!(err.rule, Rule::NoContainers);
     assert_eq!(err.object, "companion[0] (Deployment)");
 }
+
+#[test]
+fn subdomain_names_are_checked_as_kubernetes_does() {
+    use taskpod::contract::is_dns1123_subdomain;
+    // A Deployment or ConfigMap name may be longer than one 63-character label.
+    assert!(is_dns1123_subdomain(&"a".repeat(100)));
+    assert!(is_dns1123_subdomain("job-1.companion"));
+    assert!(!is_dns1123_subdomain(&"a".repeat(254)));
+    assert!(!is_dns1123_subdomain("a..b"));
+    assert!(!is_dns1123_subdomain("-a"));
+    assert!(!is_dns1123_subdomain("a.b-"));
+    assert!(!is_dns1123_subdomain("Upper"));
+}

@@ -50,6 +50,11 @@ fn every_runner_property_is_imported_or_named() {
     assert_eq!(a.base_pod.as_deref(), Some(Path::new("overlord-pod.yaml")));
     assert!(a.templates.is_empty());
     assert_eq!(
+        c.policy.service_accounts,
+        ["default", "druid-overlord"],
+        "peons run as the overlord's service account, as in Druid: the policy allows it"
+    );
+    assert_eq!(
         a.config,
         serde_json::json!({
             "baseTaskDir": "/druid/data",

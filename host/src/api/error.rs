@@ -194,6 +194,10 @@ impl From<RenderError> for ApiError {
             RenderError::Adapter(crate::adapters::Error::InvalidOutput(_)) => {
                 ApiError::invalid("job", format!("the adapter's Job was refused: {err}"))
             }
+            RenderError::Policy(_) => ApiError::invalid(
+                "job",
+                format!("the adapter's Job was refused by the policy: {err}"),
+            ),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -20,7 +20,9 @@
 //! not run in that pod (see [`super::base_pod`]), and `taskpod.workerUrl` /
 //! `taskpod.workerStatusUrl`, the worker task runner of migration mode (`type=k8sAndWorker`:
 //! `routing.workers`, and `routing.toWorker.all` when `sendAllTasksToWorkerTaskRunner=true`).
-//! Paths are resolved against the properties file's directory.
+//! Paths are resolved against the properties file's directory. Druid runs peons as the
+//! overlord's service account, so the service account of that pod file is added to
+//! `policy.serviceAccounts`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -364,6 +366,18 @@ pub fn import(text: &str, base: &Path) -> Result<Imported, String> {
             ));
         }
         templates.clear();
+        // Druid runs peons as the overlord's service account; allow it in the output policy.
+        if let Some(pod) = &base_pod
+            && let Ok(json) = super::base_pod::from_file(&base.join(pod))
+            && let Ok(value) = serde_json::from_str::<serde_json::Value>(&json)
+            && let Some(account) = value
+                .pointer("/spec/serviceAccountName")
+                .or_else(|| value.pointer("/spec/serviceAccount"))
+                .and_then(serde_json::Value::as_str)
+            && !config.policy.service_accounts.iter().any(|a| a == account)
+        {
+            config.policy.service_accounts.push(account.to_owned());
+        }
         if builtin == "overlord-single" && overlord.contains_key("kubexitImage") {
             warnings.push(format!(
                 "{PREFIX}kubexitImage is only used by overlordMultiContainer; it is ignored"

@@ -725,8 +725,11 @@ impl Inner {
             Ok(manifests) => manifests,
             Err(error) => {
                 tracing::warn!(adapter = %adapter_name, %error, "the adapter failed; the task fails");
-                self.fail_untracked(&record, ReasonCode::AdapterError, error.to_string())
-                    .await;
+                let code = match error {
+                    RenderError::Policy(_) => ReasonCode::Policy,
+                    _ => ReasonCode::AdapterError,
+                };
+                self.fail_untracked(&record, code, error.to_string()).await;
                 return;
             }
         };

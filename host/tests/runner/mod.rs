@@ -55,16 +55,26 @@ impl Env {
 
     /// As [`Env::start`], letting the caller adjust the sim's controllers.
     pub async fn start_with(runner: &str, adjust: impl FnOnce(&mut ControllerConfig)) -> Env {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("template.yaml"), TEMPLATE).expect("template");
-        let config_text = format!(
-            "namespace: default\ninstance: test\ncacheDir: {cache}\nadapters:\n  - name: tpl\n    component: builtin:pod-template\n    templates:\n      base: template.yaml\nrouting:\n  default: tpl\nrunner:\n{runner}\n",
-            cache = dir.path().join("cache").display(),
+        let config = format!(
+            "adapters:\n  - name: tpl\n    component: builtin:pod-template\n    templates:\n      base: template.yaml\nrouting:\n  default: tpl\nrunner:\n{runner}\n",
             runner = runner
                 .lines()
                 .map(|l| format!("  {l}"))
                 .collect::<Vec<_>>()
                 .join("\n"),
+        );
+        Env::start_config(&config, adjust).await
+    }
+
+    /// Starts a sim and writes a config made of `namespace: default`, `instance: test`, a
+    /// private `cacheDir` and `rest` (YAML: adapters, routing, runner, policy …; `template.yaml`
+    /// in the config's directory is the pod template of [`Env::start`]).
+    pub async fn start_config(rest: &str, adjust: impl FnOnce(&mut ControllerConfig)) -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("template.yaml"), TEMPLATE).expect("template");
+        let config_text = format!(
+            "namespace: default\ninstance: test\ncacheDir: {cache}\n{rest}",
+            cache = dir.path().join("cache").display(),
         );
         let path = dir.path().join("taskpod.yaml");
         std::fs::write(&path, config_text).expect("config");
