@@ -359,6 +359,10 @@ pub fn enforce(output: &AdapterOutput, contract: &JobContract) -> Result<Manifes
             })?;
             check_pod_spec(pod, "spec.template.spec")
                 .map_err(|(p, r, d)| fail(&object, &p, r, d))?;
+            if let Some(template_meta) = deployment.spec.template.metadata.as_ref() {
+                check_meta(template_meta, "spec.template.metadata")
+                    .map_err(|(p, r, d)| fail(&object, &p, r, d))?;
+            }
         }
         let meta = companion.metadata_mut();
         meta.namespace = Some(contract.namespace.clone());

@@ -5,8 +5,8 @@
 //! one place: which errors are worth retrying (429, 5xx, connection failures), what a create that
 //! finds an existing object means (`AlreadyExists` carrying our task id is ours), how companions are
 //! owned by their Job (an ownerReference with the Job's uid, so the garbage collector deletes them
-//! with it) and how the scheduler's or kubelet's reason for a pod that never started is read back
-//! from Events.
+//! with it; the host also deletes them itself when it ends a task) and how the scheduler's or
+//! kubelet's reason for a pod that never started is read back from Events.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use crate::contract::{ANNOTATION_TASK_ID, Companion, LABEL_INSTANCE};
+use crate::contract::{ANNOTATION_TASK_ID, Companion, LABEL_INSTANCE, LABEL_TASK};
 use crate::metrics::Metrics;
 
 /// Result alias of this module.
@@ -272,6 +272,56 @@ impl Kube {
         api.create(&PostParams::default(), &object)
             .await
             .map(|_| ())
+    }
+
+    /// The Deployments API (for the companion watcher).
+    pub fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Deletes every companion (ConfigMap, Service, Deployment) of Job `job_name` created by
+    /// instance `instance` (found by the `taskpod.dev/task` and `taskpod.dev/instance` labels),
+    /// with background propagation so a Deployment's pods follow. Objects already gone are not
+    /// an error.
+    pub async fn delete_companions(&self, instance: &str, job_name: &str) -> Result<()> {
+        let selector = format!("{LABEL_TASK}={job_name},{LABEL_INSTANCE}={instance}");
+        self.delete_labelled::<ConfigMap>(&selector).await?;
+        self.delete_labelled::<Service>(&selector).await?;
+        self.delete_labelled::<Deployment>(&selector).await?;
+        Ok(())
+    }
+
+    async fn delete_labelled<K>(&self, selector: &str) -> Result<()>
+    where
+        K: Resource<Scope = ::kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let kind = K::kind(&K::DynamicType::default()).into_owned();
+        let plural = K::plural(&K::DynamicType::default()).into_owned();
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
+        let list = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| self.fail("list", &plural, format!("list {kind}s {selector}"), e))?;
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        for object in list.items {
+            let name = object.meta().name.clone().unwrap_or_default();
+            match api.delete(&name, &params).await {
+                Ok(_) => {}
+                Err(error) if status_code(&error) == Some(404) => {}
+                Err(error) => {
+                    return Err(self.fail("delete", &plural, format!("delete {kind} {name}"), error));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Deletes a Job with background propagation (its pods and companions follow); `force`

@@ -315,8 +315,29 @@ fn companions_get_the_namespace_and_labels_and_are_checked() {
             "template": {"metadata": {"labels": {"app": "s"}}, "spec": {"containers": []}}
         }
     });
-    let err = enforce(job(), vec![deployment]).expect_err("rejected");
+    let err = enforce(job(), vec![deployment.clone()]).expect_err("rejected");
     assert_eq!(err.rule, Rule::NoContainers);
+    assert_eq!(err.object, "companion[0] (Deployment)");
+
+    // The Job's pod rules hold inside a Deployment's pod template too, with the path.
+    let mut no_image = deployment.clone();
+    no_image["spec"]["template"]["spec"]["containers"] =
+        json!([{"name": "worker", "image": "w:1"}, {"name": "helper"}]);
+    let err = enforce(job(), vec![no_image]).expect_err("rejected");
+    assert_eq!(err.rule, Rule::MissingImage);
+    assert_eq!(err.path, "spec.template.spec.containers[1].image");
+    let mut twice = deployment.clone();
+    twice["spec"]["template"]["spec"]["containers"] =
+        json!([{"name": "worker", "image": "w:1"}, {"name": "worker", "image": "w:2"}]);
+    let err = enforce(job(), vec![twice]).expect_err("rejected");
+    assert_eq!(err.rule, Rule::DuplicateContainerName);
+    let mut bad_label = deployment;
+    bad_label["spec"]["template"]["spec"]["containers"] =
+        json!([{"name": "worker", "image": "w:1"}]);
+    bad_label["spec"]["template"]["metadata"]["labels"]["bad key!"] = json!("x");
+    let err = enforce(job(), vec![bad_label]).expect_err("rejected");
+    assert_eq!(err.rule, Rule::InvalidLabel);
+    assert_eq!(err.path, "spec.template.metadata.labels[\"bad key!\"]");
     assert_eq!(err.object, "companion[0] (Deployment)");
 }
 

@@ -147,6 +147,10 @@ pub struct TaskDetail {
     pub task: TaskView,
     /// Every state change, oldest first.
     pub history: Vec<HistoryView>,
+    /// What the task's companions report while it runs (`Deployment NAME: 2/3 available` for a
+    /// Teraslice execution's workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
 }
 
 /// `POST /v1/tasks`: the stored task and whether this request created it.
@@ -205,6 +209,7 @@ pub(super) async fn get(
     Ok(Json(TaskDetail {
         task: TaskView::from(&record),
         history: history.iter().map(HistoryView::from).collect(),
+        progress: state.runner.progress(&id),
     }))
 }
 

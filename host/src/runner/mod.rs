@@ -1,7 +1,7 @@
 //! The task runner: from a durable, acknowledged task to a finished Kubernetes Job.
 //!
 //! [`Runner`] owns the launch loop (queue → adapter → contract → Job + companions), one watch
-//! stream per kind (Jobs, Pods) selected by this instance's label, the status mapping (Job
+//! stream per kind (Jobs, Pods, companion Deployments) selected by this instance's label, the status mapping (Job
 //! conditions and the main container's terminated state → the task's end and reason), the launch
 //! timeout and max-duration checks, log capture, cancel, the reaper and restore after a restart.
 //! The store is the source of truth: every transition is committed before it is acted on, so a
@@ -10,6 +10,7 @@
 //! the watchers, one timer loop and a bounded set of log followers serve every task.
 
 pub mod bench;
+pub mod companions;
 mod logs;
 pub mod status;
 mod watch;
@@ -171,6 +172,8 @@ struct Tracked {
     /// An end is being recorded; later observations are ignored.
     finishing: bool,
     follower: Option<logs::Follower>,
+    /// What the task's companions report (a Deployment's available replicas).
+    progress: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -317,6 +320,7 @@ impl Runner {
         let inner = &runner.inner;
         inner.spawn_long(watch::watch_jobs(Arc::clone(inner)));
         inner.spawn_long(watch::watch_pods(Arc::clone(inner)));
+        inner.spawn_long(companions::watch_deployments(Arc::clone(inner)));
         inner.spawn_long(Arc::clone(inner).launch_loop());
         inner.spawn_long(Arc::clone(inner).timer_loop());
         inner.spawn_long(crate::reaper::run(Arc::clone(inner)));
@@ -409,11 +413,13 @@ impl Runner {
                             },
                         );
                     }
-                    if let Some(job) = job.filter(|_| record.state.is_in_flight())
-                        && let Err(error) =
+                    if let Some(job) = job.filter(|_| record.state.is_in_flight()) {
+                        if let Err(error) =
                             inner.kube.delete_job(&job, mode == CancelMode::Force).await
-                    {
-                        tracing::warn!(task = id, %error, "cancel: Job not deleted yet; the reaper retries");
+                        {
+                            tracing::warn!(task = id, %error, "cancel: Job not deleted yet; the reaper retries");
+                        }
+                        companions::delete(inner, id, &job).await;
                     }
                     return Ok(updated);
                 }
@@ -474,6 +480,18 @@ impl Runner {
     /// The launch queue (depth and slots in use, for metrics).
     pub fn queue(&self) -> &Queue {
         &self.inner.queue
+    }
+
+    /// What an in-flight task's companions report, e.g. `Deployment ts-wkr-x: 2/3 available`
+    /// for a Teraslice execution's workers; `None` when the task has no watched companion or
+    /// is not in flight. Kept in memory only: it is seen again after a restart once the watch
+    /// has listed.
+    pub fn progress(&self, id: &str) -> Option<String> {
+        self.inner
+            .lock()
+            .tasks
+            .get(id)
+            .and_then(|t| t.progress.clone())
     }
 
     /// Tasks currently tracked in flight (launching or running).
@@ -567,6 +585,7 @@ impl Inner {
                 waiting: None,
                 finishing: false,
                 follower: None,
+                progress: None,
             },
         );
     }
@@ -950,8 +969,11 @@ impl Inner {
         }
         self.untrack(id);
         self.queue.finish(id);
-        if delete_job && let Err(error) = self.kube.delete_job(&job_name, false).await {
-            tracing::warn!(task = id, %error, "Job not deleted yet; the reaper retries");
+        if delete_job {
+            if let Err(error) = self.kube.delete_job(&job_name, false).await {
+                tracing::warn!(task = id, %error, "Job not deleted yet; the reaper retries");
+            }
+            companions::delete(self, id, &job_name).await;
         }
     }
 

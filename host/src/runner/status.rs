@@ -151,6 +151,31 @@ pub fn pod_view(pod: &Pod, configured_main: Option<&str>) -> PodView {
     view
 }
 
+/// True when this pod's end is its task's end: a pod that Kubernetes will not restart
+/// (`restartPolicy: Never`) and that is the Job's only kind of pod (no completion index). For
+/// the other pods — one of several of an Indexed Job (samza: one pod per container), or a pod
+/// whose failed containers restart in place (`OnFailure`) — a terminated main container is not
+/// the task's end: the Job's `Complete` or `Failed` condition is.
+pub fn pod_ends_task(pod: &Pod) -> bool {
+    const INDEX: &str = "batch.kubernetes.io/job-completion-index";
+    let never = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .is_none_or(|p| p == "Never");
+    let indexed = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(INDEX))
+        || pod
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(INDEX));
+    never && !indexed
+}
+
 /// The outcome a finished Job reports through its conditions, `None` while it runs.
 pub fn job_outcome(job: &Job) -> Option<Outcome> {
     let conditions = job.status.as_ref()?.conditions.as_ref()?;
@@ -196,6 +221,25 @@ pub fn job_finished(job: &Job) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_single_never_restarted_pod_ends_its_task() {
+        let never = pod(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "main"}]}
+        }));
+        assert!(pod_ends_task(&never));
+        let on_failure = pod(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"restartPolicy": "OnFailure", "containers": [{"name": "main"}]}
+        }));
+        assert!(!pod_ends_task(&on_failure), "restarted in place");
+        let indexed = pod(serde_json::json!({
+            "metadata": {"name": "p", "annotations": {"batch.kubernetes.io/job-completion-index": "2"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "main"}]}
+        }));
+        assert!(!pod_ends_task(&indexed), "one pod of several");
+    }
 
     fn pod(json: serde_json::Value) -> Pod {
         serde_json::from_value(json).expect("pod JSON")

@@ -197,8 +197,11 @@ fn job_of(pod: &Pod) -> Option<String> {
 fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
     let Some(job) = job_of(pod) else { return };
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let view = status::pod_view(pod, inner.config.runner.main_container.as_deref());
-    let mut view = view;
+    let mut view = status::pod_view(pod, inner.config.runner.main_container.as_deref());
+    if !status::pod_ends_task(pod) {
+        // One of several pods, or restarted in place: the Job's condition ends the task.
+        view.outcome = None;
+    }
     let mut mark_running = None;
     let mut follow = None;
     let max_duration = inner.config.runner.max_task_duration.0;
@@ -259,6 +262,10 @@ fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
 
 fn on_pod_deleted(inner: &Arc<Inner>, pod: &Pod) {
     let Some(job) = job_of(pod) else { return };
+    if !status::pod_ends_task(pod) {
+        // The Job controller replaces it or counts it; the Job's condition ends the task.
+        return;
+    }
     let name = pod.metadata.name.clone().unwrap_or_default();
     let view = status::pod_view(pod, inner.config.runner.main_container.as_deref());
     let id = {
