@@ -317,7 +317,12 @@ impl Kube {
                 Ok(_) => {}
                 Err(error) if status_code(&error) == Some(404) => {}
                 Err(error) => {
-                    return Err(self.fail("delete", &plural, format!("delete {kind} {name}"), error));
+                    return Err(self.fail(
+                        "delete",
+                        &plural,
+                        format!("delete {kind} {name}"),
+                        error,
+                    ));
                 }
             }
         }
