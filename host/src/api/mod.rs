@@ -21,6 +21,8 @@
 //!   execution config (capacity, template selection strategy) and its history; also at Druid's
 //!   `/druid/indexer/v1/k8s/taskrunner/executionconfig[/history]`.
 //! - `/healthz`, `/readyz` (restore done and watches synced), `/metrics` (Prometheus text).
+//! - `GET /v1/openapi.json`: the OpenAPI 3 description of every route ([`OPENAPI`]; a test
+//!   checks it lists exactly the routes [`router`] serves — add a route there and here).
 
 mod error;
 mod execution;
@@ -43,6 +45,9 @@ pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use ops::{AdapterView, CapacityView};
 pub use stream::EventView;
 pub use tasks::{HistoryView, ListView, SubmitView, TaskDetail, TaskView};
+
+/// The OpenAPI 3 description of this API, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Largest request body accepted (a task document or a capacity change).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -117,6 +122,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/adapters", get(ops::adapters))
         .route("/v1/render", post(ops::render))
+        .route("/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -158,6 +158,11 @@ pub(super) async fn render(
     )
 }
 
+/// `GET /v1/openapi.json`: the OpenAPI description of the API.
+pub(super) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], super::OPENAPI).into_response()
+}
+
 /// `/healthz`: the process serves requests.
 pub(super) async fn healthz() -> &'static str {
     "ok\n"
