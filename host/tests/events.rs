@@ -1,7 +1,8 @@
 //! Kubernetes Events on the Jobs taskpod creates, read back from the simulated cluster the way
 //! `kubectl describe job` finds them (events.k8s.io/v1, `regarding` = the Job, by name and uid):
 //! the adapter that shaped the Job with its version and digest, the scheduler's reason for a
-//! launch timeout, a cancel, and a policy refusal regarding the Job that was never created.
+//! launch timeout, a cancel, and a policy refusal (the hostile guest asking for a privileged pod)
+//! regarding the Job that was never created.
 
 mod ops;
 mod runner;
@@ -12,9 +13,10 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
 use runner::{Env, eventually, task, wait_state, wait_terminal};
 use taskpod::api::ApiState;
-use taskpod::events::{JobRef, REPORTING_CONTROLLER, reason};
+use taskpod::events::{REPORTING_CONTROLLER, reason};
 use taskpod::runner::CancelMode;
-use taskpod::store::TaskState;
+use taskpod::store::{ReasonCode, TaskState};
+use taskpod::task::SubmittedTask;
 
 /// The Events regarding Job `name`.
 async fn events_of(env: &Env, name: &str) -> Vec<Event> {
@@ -124,23 +126,37 @@ async fn jobs_carry_events_that_explain_what_taskpod_did() {
     );
 
     // A policy refusal happens before any Job exists: the Event regards the Job that would
-    // have been created, without a uid.
-    let would_be = taskpod_adapter_sdk::names::job_name("refused-1");
-    runner.events().policy_refused(
-        &JobRef {
-            name: would_be.clone(),
-            uid: None,
-        },
-        "tpl",
-        "rule privileged: spec.template.spec.containers[0].securityContext.privileged is true",
+    // have been created, without a uid, and names the rule and the field path.
+    runner
+        .submit(
+            SubmittedTask::parse(
+                r#"{"id": "refused-1", "type": "hostile", "payload": {"mode": "privileged"}}"#,
+            )
+            .expect("task"),
+        )
+        .await
+        .expect("submit");
+    let refused_task = wait_terminal(&store, "refused-1", 20).await;
+    assert_eq!(
+        refused_task.reason.as_ref().map(|r| r.code),
+        Some(ReasonCode::Policy)
     );
+    let would_be = taskpod_adapter_sdk::names::job_name("refused-1");
     let refused = wait_event(&env, &would_be, reason::POLICY_REFUSED).await;
     assert_eq!(refused.type_.as_deref(), Some("Warning"));
     let note = refused.note.unwrap_or_default();
     assert!(
-        note.contains("adapter tpl") && note.contains("containers[0].securityContext.privileged"),
+        note.contains("adapter hostile") && note.contains("securityContext.privileged"),
         "{note}"
     );
     assert_eq!(refused.regarding.and_then(|r| r.uid), None);
+    assert!(
+        Api::<Job>::namespaced(env.sim.client(), "default")
+            .get_opt(&would_be)
+            .await
+            .expect("get")
+            .is_none(),
+        "the refused Job was never created"
+    );
     runner.shutdown().await;
 }

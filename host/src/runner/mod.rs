@@ -744,8 +744,18 @@ impl Inner {
             Ok(manifests) => manifests,
             Err(error) => {
                 tracing::warn!(adapter = %adapter_name, %error, "the adapter failed; the task fails");
-                let code = match error {
-                    RenderError::Policy(_) => ReasonCode::Policy,
+                let code = match &error {
+                    RenderError::Policy(refusal) => {
+                        self.events.policy_refused(
+                            &JobRef {
+                                name: taskpod_adapter_sdk::names::job_name(&record.id),
+                                uid: None,
+                            },
+                            &refusal.adapter,
+                            &refusal.to_string(),
+                        );
+                        ReasonCode::Policy
+                    }
                     _ => ReasonCode::AdapterError,
                 };
                 self.fail_untracked(&record, code, error.to_string()).await;
