@@ -1,8 +1,10 @@
 //! `taskpod demo`: the README's "run" command. Starts the simulated cluster and the host
-//! (store, runner, HTTP API on a free loopback port) in-process, submits the sample Druid tasks
-//! from `examples/` through the API, prints each state change, the final states, and where the
-//! Jobs' YAML and the tasks' logs were written, then stops everything. Time-bounded, no setup:
-//! the example files are compiled in and everything is written under one demo directory.
+//! (store, runner, HTTP API on a free loopback port) in-process, submits the sample tasks of all
+//! three systems from `examples/` through the API (two Druid tasks, one succeeding and one
+//! failing; a Teraslice execution with its worker Deployment; a Samza job of three containers,
+//! one restarted), prints each state change, the final states, and where the Jobs' YAML and the
+//! tasks' logs were written, then stops everything. Time-bounded, no setup: the example files are
+//! compiled in and everything is written under one demo directory.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ use crate::task::SubmittedTask;
 const FILES: &[(&str, &str)] = &[
     (
         "taskpod.yaml",
-        include_str!("../../../examples/druid/taskpod.yaml"),
+        include_str!("../../../examples/demo/taskpod.yaml"),
     ),
     (
         "pod-templates/base.yaml",
@@ -38,6 +40,14 @@ const FILES: &[(&str, &str)] = &[
     (
         "tasks/index-parallel-broken.json",
         include_str!("../../../examples/demo/tasks/index-parallel-broken.json"),
+    ),
+    (
+        "tasks/data-generator.json",
+        include_str!("../../../examples/teraslice/tasks/data-generator.json"),
+    ),
+    (
+        "tasks/wikipedia-feed.properties",
+        include_str!("../../../examples/samza/wikipedia-feed.properties"),
     ),
     (
         "sim-behavior.yaml",
@@ -53,6 +63,21 @@ const TASKS: &[(&str, TaskState, Option<i32>)] = &[
         TaskState::Failed,
         Some(3),
     ),
+    ("tasks/data-generator.json", TaskState::Succeeded, None),
+    (
+        "tasks/wikipedia-feed.properties",
+        TaskState::Succeeded,
+        None,
+    ),
+];
+
+/// Labels on every simulated node: what the example Teraslice execution (`zone`, `disk`, the
+/// execution controller's `node-pool`) and Samza job (`disktype`) select nodes by.
+const NODE_LABELS: &[(&str, &str)] = &[
+    ("zone", "west"),
+    ("disk", "ssd"),
+    ("node-pool", "controllers"),
+    ("disktype", "ssd"),
 ];
 
 /// `taskpod demo`.
@@ -199,6 +224,14 @@ async fn run(
     let mut opts = taskpod_sim::SimOptions::default();
     opts.controllers.behavior = taskpod_sim::controllers::Behavior::from_yaml_file(&behavior_path)
         .map_err(|e| start(e.to_string()))?;
+    opts.controllers.nodes = taskpod_sim::controllers::NodeSpec::default_pool()
+        .into_iter()
+        .map(|node| {
+            NODE_LABELS
+                .iter()
+                .fold(node, |node, (k, v)| node.with_label(*k, *v))
+        })
+        .collect();
     let sim = taskpod_sim::Sim::start(opts)
         .await
         .map_err(|e| start(format!("cannot start the simulated cluster: {e}")))?;
@@ -303,6 +336,27 @@ async fn run(
     say(out, "\ndemo finished: every task ended as expected\n")
 }
 
+/// The task id and the API request body for a task file: a JSON task as it is; a Samza job
+/// config (`.properties`) as a task envelope of type `samza` whose payload is the properties,
+/// as `taskpod render` reads such a file.
+fn submission(file: &str, text: &str) -> Result<(String, String), ServiceError> {
+    let invalid = |error| ServiceError::Task {
+        origin: file.to_owned(),
+        error,
+    };
+    if !file.ends_with(".properties") {
+        let id = SubmittedTask::parse(text).map_err(invalid)?.id;
+        return Ok((id, text.to_owned()));
+    }
+    let task = SubmittedTask::from_properties(text).map_err(invalid)?;
+    let payload: serde_json::Value =
+        serde_json::from_str(&task.payload).map_err(|e| ServiceError::Demo(e.to_string()))?;
+    let body = serde_json::json!({
+        "id": task.id, "type": task.kind, "tenant": task.tenant, "payload": payload
+    });
+    Ok((task.id, body.to_string()))
+}
+
 /// Submits the tasks through the API, prints their progress until all have ended, prints the
 /// final states and writes their logs; returns the final views in `tasks` order.
 async fn drive(
@@ -317,13 +371,8 @@ async fn drive(
     for (file, _, _) in tasks {
         let text = std::fs::read_to_string(dir.join(file))
             .map_err(|e| ServiceError::io(format!("cannot read {file}"), e))?;
-        let id = SubmittedTask::parse(&text)
-            .map_err(|error| ServiceError::Task {
-                origin: (*file).to_owned(),
-                error,
-            })?
-            .id;
-        let submitted = client.submit(&text).await?;
+        let (id, body) = submission(file, &text)?;
+        let submitted = client.submit(&body).await?;
         say(
             out,
             &format!("submitted {file}\n  {}\n", describe(&submitted.task)),
