@@ -16,7 +16,8 @@
 //! - `task_ends_total{state,reason}` (counter): tasks that ended, by state and reason code.
 //! - `adapter_call_seconds{adapter}` (histogram), `adapter_failures_total{adapter,reason}` (counter).
 //! - `kube_api_errors_total{verb,resource,code}` (counter): failed Kubernetes API requests.
-//! - `watch_restarts_total{kind}` (counter): Job/Pod watch streams interrupted and resumed.
+//! - `watch_restarts_total{kind}` (counter): Job/Pod/Deployment watch streams interrupted and
+//!   resumed.
 //! - `events_published_total{reason}` (counter): Kubernetes Events written on Jobs.
 
 use std::collections::BTreeMap;
@@ -112,7 +113,7 @@ impl Metrics {
             ),
             watch_restarts: CounterVec::new(
                 "taskpod_watch_restarts_total",
-                "Job and Pod watch streams that were interrupted and resumed (or relisted).",
+                "Job, Pod and Deployment watch streams that were interrupted and resumed (or relisted).",
                 &["kind"],
             ),
             events: CounterVec::new(

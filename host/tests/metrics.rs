@@ -314,14 +314,15 @@ async fn every_family_moves_as_tasks_run() {
     let ok2 = wait_terminal(&store, "ok-2", 30).await;
     assert_eq!(ok2.state, TaskState::Succeeded);
 
-    // Watches refused and dropped: both streams restart.
+    // Watches refused and dropped: every stream restarts.
     let faults = env.sim.faults();
     faults.set_error_rate("watch", 1.0, 500).expect("fault");
     faults.drop_watches_every(Some(Duration::from_millis(200)));
-    eventually(15, "both watches restarted", || async {
+    eventually(15, "every watch restarted", || async {
         let s = scrape(&state).await;
-        s.get("taskpod_watch_restarts_total", &[("kind", "jobs")]) >= 1.0
-            && s.get("taskpod_watch_restarts_total", &[("kind", "pods")]) >= 1.0
+        ["jobs", "pods", "deployments"]
+            .iter()
+            .all(|kind| s.get("taskpod_watch_restarts_total", &[("kind", kind)]) >= 1.0)
     })
     .await;
     faults.clear();

@@ -37,7 +37,10 @@ pub(super) async fn watch_deployments(inner: Arc<Inner>) {
         match event {
             Ok(Event::InitApply(d) | Event::Apply(d)) => record(&inner, &d),
             Ok(Event::Init | Event::InitDone | Event::Delete(_)) => {}
-            Err(error) => tracing::warn!(%error, "Deployment watch interrupted; resuming"),
+            Err(error) => {
+                super::watch::interrupted(&inner, "deployments", &error);
+                tracing::warn!(%error, "Deployment watch interrupted; resuming")
+            }
         }
     }
 }

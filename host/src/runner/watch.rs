@@ -90,8 +90,9 @@ pub(super) async fn watch_jobs(inner: Arc<Inner>) {
     }
 }
 
-/// Counts an interrupted watch (`kind`: `jobs` or `pods`) and the API error behind it.
-fn interrupted(inner: &Inner, kind: &str, error: &watcher::Error) {
+/// Counts an interrupted watch (`kind`: `jobs`, `pods` or `deployments`) and the API error
+/// behind it.
+pub(super) fn interrupted(inner: &Inner, kind: &str, error: &watcher::Error) {
     inner.metrics.watch_restarted(kind);
     let (verb, code) = match error {
         watcher::Error::InitialListFailed(e) => ("list", api_code(e)),

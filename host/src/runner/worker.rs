@@ -251,10 +251,10 @@ impl Inner {
                     format!("worker runner `{name}` did not take the task: {problem}"),
                 ),
         };
-        if let Err(error) = self.store.transition(change).await
-            && !matches!(error, StoreError::StateMismatch { .. })
-        {
-            tracing::error!(task = %id, %error, "forward: cannot store the outcome");
+        match self.store.transition(change).await {
+            Ok(updated) if updated.state.is_terminal() => self.metrics.task_ended(&updated),
+            Ok(_) | Err(StoreError::StateMismatch { .. }) => {}
+            Err(error) => tracing::error!(task = %id, %error, "forward: cannot store the outcome"),
         }
     }
 
@@ -314,7 +314,9 @@ impl Inner {
                         "forwarded to worker runner `{name}`, which is no longer in routing.workers: its outcome cannot be read"
                     ),
                 );
-            let _ = self.store.transition(change).await;
+            if let Ok(updated) = self.store.transition(change).await {
+                self.metrics.task_ended(&updated);
+            }
             return;
         };
         let Some(status_url) = &backend.status_url else {
@@ -339,10 +341,12 @@ impl Inner {
                 return;
             }
         };
-        if let Err(error) = self.store.transition(change).await
-            && !matches!(error, StoreError::StateMismatch { .. })
-        {
-            tracing::error!(task = %record.id, %error, "worker status: cannot store the outcome");
+        match self.store.transition(change).await {
+            Ok(updated) => self.metrics.task_ended(&updated),
+            Err(StoreError::StateMismatch { .. }) => {}
+            Err(error) => {
+                tracing::error!(task = %record.id, %error, "worker status: cannot store the outcome")
+            }
         }
     }
 }
