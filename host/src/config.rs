@@ -89,6 +89,9 @@ pub struct Config {
     /// Directory where compiled adapters are cached (created 0700). Default
     /// `$XDG_CACHE_HOME/taskpod/components` or `~/.cache/taskpod/components`.
     pub cache_dir: Option<PathBuf>,
+    /// The task store: one SQLite file (created when absent; relative to the config file).
+    /// `taskpod serve --store FILE` overrides it. Default `taskpod.db` in the working directory.
+    pub store: Option<PathBuf>,
     /// The adapter instances tasks can be routed to. At least one is required.
     pub adapters: Vec<AdapterBinding>,
     /// Which adapter shapes which task.
@@ -118,6 +121,7 @@ impl Default for Config {
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             cache_dir: None,
+            store: None,
             adapters: Vec::new(),
             routing: Routing::default(),
             runner: Runner::default(),
@@ -285,6 +289,11 @@ pub struct Runner {
     /// Name of the container whose log and exit code are the task's. Default: the container
     /// named `main`, else the first.
     pub main_container: Option<String>,
+    /// Launches (adapter call plus Job create) running at once. Default 64.
+    pub launch_concurrency: u32,
+    /// Pods whose log is followed live at once; the logs of other pods are captured when they
+    /// end. Default 256.
+    pub max_log_followers: u32,
 }
 
 impl Default for Runner {
@@ -299,6 +308,8 @@ impl Default for Runner {
             capacity: i32::MAX as u32,
             disable_client_proxy: false,
             main_container: None,
+            launch_concurrency: 64,
+            max_log_followers: 256,
         }
     }
 }
@@ -682,6 +693,21 @@ impl Config {
         if runner.capacity == 0 {
             return Err(invalid("runner.capacity", "must be at least 1".to_owned()));
         }
+        if !(1..=4096).contains(&runner.launch_concurrency) {
+            return Err(invalid(
+                "runner.launchConcurrency",
+                format!("{} must be between 1 and 4096", runner.launch_concurrency),
+            ));
+        }
+        if runner.max_log_followers > 65_536 {
+            return Err(invalid(
+                "runner.maxLogFollowers",
+                format!(
+                    "{} must be at most 65536 (0 captures every log when its pod ends)",
+                    runner.max_log_followers
+                ),
+            ));
+        }
         if let Some(main) = &runner.main_container
             && !contract::is_dns1123_label(main)
         {
@@ -691,6 +717,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The task store file: `store` resolved against the config file's directory, else
+    /// `taskpod.db` in the working directory.
+    pub fn store_path(&self) -> PathBuf {
+        match &self.store {
+            Some(path) => self.base_dir.join(path),
+            None => PathBuf::from("taskpod.db"),
+        }
     }
 
     /// The adapter a task of `task_type` is routed to.

@@ -354,6 +354,17 @@ impl Kube {
             .map_err(|e| self.fail("list", "jobs", "list Jobs", e))
     }
 
+    /// Lists the pods of Job `job` (label `job-name`, set by the Job controller on every
+    /// Kubernetes version).
+    pub async fn pods_of_job(&self, job: &str) -> Result<Vec<Pod>> {
+        let params = ListParams::default().labels(&format!("job-name={job}"));
+        self.pods
+            .list(&params)
+            .await
+            .map(|list| list.items)
+            .map_err(|e| KubeError::from_kube(format!("list the pods of Job {job}"), e))
+    }
+
     /// Gets a pod, `None` when it is gone.
     pub async fn get_pod(&self, name: &str) -> Result<Option<Pod>> {
         self.pods

@@ -3,7 +3,9 @@
 //! Every request is counted by verb (`get`, `list`, `watch`, `create`, `update`, `patch`,
 //! `delete`, …, the verbs of Kubernetes audit logs) and resource (`pods`, `jobs.batch`, with
 //! `/subresource` appended); every successful create is counted by (kind, namespace, name), so a
-//! test can prove, for example, that no Job was ever created twice.
+//! test can prove, for example, that no Job was ever created twice. Faults that reached a client
+//! are counted too (injected errors by status and verb, watches dropped, watches ended with 410
+//! Expired), so a fault-tolerance test can show the faults really happened.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +17,7 @@ use serde::Serialize;
 struct Inner {
     requests: BTreeMap<(String, String), u64>,
     creates: BTreeMap<(String, String, String), u64>,
+    faults: BTreeMap<String, u64>,
 }
 
 /// Shared counters (cheap clone).
@@ -34,6 +37,8 @@ pub struct CountersSnapshot {
     pub requests: BTreeMap<String, u64>,
     /// Successful creates by `"Kind namespace/name"` (cluster-scoped: `"Kind name"`).
     pub creates: BTreeMap<String, u64>,
+    /// Faults served, by [`Counters::faults`] key.
+    pub faults: BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -69,6 +74,29 @@ impl Counters {
             .creates
             .entry((kind.to_owned(), ns.to_owned(), name.to_owned()))
             .or_default() += 1;
+    }
+
+    /// Counts one fault served to a client.
+    pub(crate) fn fault(&self, what: String) {
+        *self.lock().faults.entry(what).or_default() += 1;
+    }
+
+    /// Faults served under `what`: `"<status> <verb>"` for injected errors (`"500 get"`,
+    /// `"429 create"`), `"watch dropped"` for watches ended by `dropWatchAfterSeconds`, and
+    /// `"watch expired"` for watches ended with 410 Expired (compacted history).
+    pub fn faults(&self, what: &str) -> u64 {
+        self.lock().faults.get(what).copied().unwrap_or(0)
+    }
+
+    /// Injected errors with HTTP status `code`, all verbs.
+    pub fn injected_errors(&self, code: u16) -> u64 {
+        let prefix = format!("{code} ");
+        self.lock()
+            .faults
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, n)| *n)
+            .sum()
     }
 
     /// Total requests served (all verbs and resources, failures and injected faults included).
@@ -138,6 +166,7 @@ impl Counters {
                     (id, *n)
                 })
                 .collect(),
+            faults: inner.faults.clone(),
         }
     }
 
@@ -146,6 +175,7 @@ impl Counters {
         let mut inner = self.lock();
         inner.requests.clear();
         inner.creates.clear();
+        inner.faults.clear();
         self.total.store(0, Ordering::Relaxed);
     }
 }

@@ -345,6 +345,7 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         tokio::time::sleep(latency).await;
     }
     if let Some(err) = app.faults.inject(verb) {
+        app.counters.fault(format!("{} {verb}", err.code));
         return err.into_response();
     }
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -1649,6 +1650,7 @@ fn watch(app: &Arc<App>, t: &Target, q: &Query, accept: &str) -> Result<Response
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let store = app.store.clone();
     let faults = app.faults.clone();
+    let counters = app.counters.clone();
     let bookmark_every = app.settings.bookmark_interval;
     tokio::spawn(async move {
         for line in initial {
@@ -1665,6 +1667,7 @@ fn watch(app: &Arc<App>, t: &Target, q: &Query, accept: &str) -> Result<Response
                 Since::Expired { oldest } => {
                     let err =
                         ApiError::expired(format!("too old resource version: {pos} ({oldest})"));
+                    counters.fault("watch expired".to_owned());
                     let _ = tx.send(error_event(&err)).await;
                     return;
                 }
@@ -1704,7 +1707,11 @@ fn watch(app: &Arc<App>, t: &Target, q: &Query, accept: &str) -> Result<Response
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = tokio::time::Instant::now();
-                    if now >= deadline || drop_at.is_some_and(|d| now >= d) {
+                    if now >= deadline {
+                        return;
+                    }
+                    if drop_at.is_some_and(|d| now >= d) {
+                        counters.fault("watch dropped".to_owned());
                         return;
                     }
                     if bookmarks && now >= next_bookmark {

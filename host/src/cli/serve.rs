@@ -33,14 +33,10 @@ pub struct ServeArgs {
     /// kubeconfig of the cluster (default: in-cluster config or ~/.kube/config).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
-    /// The task store (SQLite file, created when absent).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "TASKPOD_STORE",
-        default_value = "taskpod.db"
-    )]
-    pub store: PathBuf,
+    /// The task store (SQLite file, created when absent); overrides the config's `store` key
+    /// (default `taskpod.db`).
+    #[arg(long, value_name = "FILE", env = "TASKPOD_STORE")]
+    pub store: Option<PathBuf>,
 }
 
 /// `taskpod sim`.
@@ -173,7 +169,8 @@ pub fn serve(args: &ServeArgs, out: &mut dyn Write) -> Result<(), ServiceError> 
         .map_err(|e| ServiceError::io("cannot start the async runtime", e))?;
     runtime.block_on(async {
         let client = kube_client(args.kubeconfig.as_deref()).await?;
-        let state = start_host(config, &args.store, client).await?;
+        let store = args.store.clone().unwrap_or_else(|| config.store_path());
+        let state = start_host(config, &store, client).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| ServiceError::io(format!("cannot listen on {}", args.listen), e))?;

@@ -131,7 +131,8 @@ impl From<StoreError> for RunnerError {
     }
 }
 
-/// Tuning that is not in the configuration file.
+/// Tuning of a runner: [`Runner::start`] takes the first two from the configuration
+/// (`runner.launchConcurrency`, `runner.maxLogFollowers`).
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
     /// Launches (adapter call + Job create) running at once. Default 64.
@@ -141,6 +142,17 @@ pub struct RunnerOptions {
     pub max_log_followers: usize,
     /// Attempts of a transient Kubernetes failure before a launch fails. Default 30.
     pub create_attempts: u32,
+}
+
+impl RunnerOptions {
+    /// The options the configuration's `runner` section sets; the rest default.
+    pub fn from_config(runner: &crate::config::Runner) -> RunnerOptions {
+        RunnerOptions {
+            launch_concurrency: runner.launch_concurrency as usize,
+            max_log_followers: runner.max_log_followers as usize,
+            ..RunnerOptions::default()
+        }
+    }
 }
 
 impl Default for RunnerOptions {
@@ -255,7 +267,8 @@ impl Runner {
         store: Store,
         client: ::kube::Client,
     ) -> Result<Runner, RunnerError> {
-        Runner::start_with(config, store, client, RunnerOptions::default()).await
+        let options = RunnerOptions::from_config(&config.runner);
+        Runner::start_with(config, store, client, options).await
     }
 
     /// [`Runner::start`] with explicit tuning.
@@ -914,7 +927,7 @@ impl Inner {
     }
 
     async fn finish_task(&self, id: &str, outcome: status::Outcome, delete_job: bool) {
-        let (pod, container, follower, job_name, job_uid, mut from) = {
+        let (mut pod, mut container, follower, job_name, job_uid, mut from) = {
             let mut tracking = self.lock();
             let Some(t) = tracking.tasks.get_mut(id) else {
                 return;
@@ -943,6 +956,21 @@ impl Inner {
             }
             _ => {}
         }
+        let mut outcome = outcome;
+        // The pod may not have been seen (the Job's end observed first, or the task re-attached
+        // after a restart): find it, for the log and, when the Job only says "failed", for the
+        // main container's exit code and reason.
+        let generic_failure = !outcome.succeeded && outcome.code == ReasonCode::JobFailed;
+        if (pod.is_none() || generic_failure)
+            && let Some(found) = self.pod_of(&job_name, pod.as_deref()).await
+        {
+            let view = status::pod_view(&found, self.config.runner.main_container.as_deref());
+            if generic_failure && let Some(better) = view.outcome {
+                outcome = better;
+            }
+            pod = found.metadata.name.clone();
+            container = Some(view.main_container);
+        }
         if let (Some(pod), Some(container)) = (pod, container) {
             logs::capture(self, id, &pod, &container, follower).await;
         } else if let Some(follower) = follower {
@@ -953,7 +981,22 @@ impl Inner {
         } else {
             (TaskState::Failed, outcome.code)
         };
-        loop {
+        // The main container ran (it has an exit code) but its start was never observed (the
+        // host was down, or a relist showed only the end): record `running` first, so the
+        // history shows every state the task went through.
+        if from == TaskState::Launching && outcome.exit_code.is_some() {
+            let change = Transition::new(id, TaskState::Launching, TaskState::Running);
+            match self.store.transition(change).await {
+                Ok(updated) => {
+                    self.metrics.task_started(&updated);
+                    from = TaskState::Running;
+                }
+                Err(StoreError::StateMismatch { actual, .. }) => from = actual,
+                Err(error) => tracing::warn!(task = id, %error, "cannot store running"),
+            }
+        }
+        let mut ended = from.is_terminal();
+        while !ended {
             let mut change = Transition::new(id, from, to).reason(code, outcome.message.clone());
             if let Some(exit) = outcome.exit_code {
                 change = change.exit_code(exit);
@@ -962,12 +1005,12 @@ impl Inner {
                 Ok(updated) => {
                     self.metrics.task_ended(&updated);
                     tracing::info!(state = %updated.state, reason = code.as_str(), "task ended");
-                    break;
+                    ended = true;
                 }
-                Err(StoreError::StateMismatch { actual, .. }) if !actual.is_terminal() => {
+                Err(StoreError::StateMismatch { actual, .. }) => {
                     from = actual;
+                    ended = actual.is_terminal();
                 }
-                Err(StoreError::StateMismatch { .. }) => break,
                 Err(error) => {
                     tracing::error!(task = id, %error, "cannot store the task's end; retrying");
                     if self.is_stopping() {
@@ -984,6 +1027,32 @@ impl Inner {
                 tracing::warn!(task = id, %error, "Job not deleted yet; the reaper retries");
             }
             companions::delete(self, id, &job_name).await;
+        }
+    }
+
+    /// The pod of Job `job`: `known` by name, else the newest pod carrying the Job's label.
+    /// `None` when it is gone or cannot be read (transient errors are retried).
+    async fn pod_of(
+        &self,
+        job: &str,
+        known: Option<&str>,
+    ) -> Option<k8s_openapi::api::core::v1::Pod> {
+        let attempts = self.options.create_attempts.min(10);
+        let found = match known {
+            Some(name) => k8s::retry(attempts, || self.kube.get_pod(name)).await,
+            None => k8s::retry(attempts, || self.kube.pods_of_job(job))
+                .await
+                .map(|pods| {
+                    pods.into_iter()
+                        .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+                }),
+        };
+        match found {
+            Ok(pod) => pod,
+            Err(error) => {
+                tracing::warn!(job, %error, "cannot read the pod of a finished Job");
+                None
+            }
         }
     }
 

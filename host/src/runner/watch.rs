@@ -148,25 +148,10 @@ fn on_job(inner: &Arc<Inner>, job: &Job) {
         })
     };
     let Some(id) = id else { return };
-    if outcome.succeeded || outcome.code == ReasonCode::MaxDuration {
-        let delete = outcome.code == ReasonCode::MaxDuration;
-        finish(inner, id, outcome, delete);
-        return;
-    }
-    // A failed Job: the pod's terminated state says more (exit code, OOMKilled); read it.
-    let worker = Arc::clone(inner);
-    inner.spawn(async move {
-        let pod = worker.lock().tasks.get(&id).and_then(|t| t.pod.clone());
-        let mut outcome = outcome;
-        if let Some(pod) = pod
-            && let Ok(Some(pod)) = worker.kube.get_pod(&pod).await
-            && let Some(better) =
-                status::pod_view(&pod, worker.config.runner.main_container.as_deref()).outcome
-        {
-            outcome = better;
-        }
-        worker.finish(&id, outcome, false).await;
-    });
+    // A failed Job: `finish` reads the pod's terminated state, which says more (exit code,
+    // OOMKilled).
+    let delete = outcome.code == ReasonCode::MaxDuration;
+    finish(inner, id, outcome, delete);
 }
 
 /// Follows this instance's pods: start, end, why not started, deleted outside.
