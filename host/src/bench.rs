@@ -7,6 +7,8 @@
 //! with the same inputs. It reports p50/p99 of each and the ratio of the medians. Figures belong
 //! in benchmarks, never in timed tests.
 
+pub mod adversarial;
+
 use std::fmt;
 use std::time::{Duration, Instant};
 

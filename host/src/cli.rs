@@ -121,6 +121,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         warmup: usize,
     },
+    /// Hostile adapters (loops, memory bombs, privileged pods …) next to a well-behaved one:
+    /// time to refusal of each, and the well-behaved adapter's p99 quiet vs under attack.
+    /// Needs a source build (the hostile test guest is built with the host).
+    Adversarial {
+        /// Well-behaved renders measured per phase.
+        #[arg(long, default_value_t = 500)]
+        iterations: usize,
+        /// Threads rendering hostile tasks without pause in the loaded phase.
+        #[arg(long, default_value_t = 2)]
+        hostile_threads: usize,
+    },
     /// The runner against the in-process simulated cluster: throughput (P2), footprint with
     /// many running Jobs (P3), pod end → state stored (P4), restart → reconciled (P5).
     Runner {
@@ -228,6 +239,16 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 error,
             })?;
             let report = runtime.block_on(crate::runner::bench::run(tasks, jobs, terminations))?;
+            write!(out, "{report}").map_err(|error| CliError::Write {
+                what: "standard output".to_owned(),
+                error,
+            })
+        }
+        Command::Bench(BenchCommand::Adversarial {
+            iterations,
+            hostile_threads,
+        }) => {
+            let report = bench::adversarial::run(iterations, hostile_threads)?;
             write!(out, "{report}").map_err(|error| CliError::Write {
                 what: "standard output".to_owned(),
                 error,
