@@ -3,7 +3,8 @@
 //! output, invalid JSON, a Job in another namespace, a privileged pod, hostPath, hostNetwork,
 //! another service account, a privileged pod hidden in a companion Deployment — ends its task
 //! `failed` with a precise reason, no Job reaches the cluster, and a well-behaved adapter's tasks
-//! in the same host still succeed. How fast each fails is a benchmark figure (`taskpod bench
+//! in the same host still succeed; `POST /v1/render` answers hostile adapters with a 400 naming
+//! the adapter, never a 5xx. How fast each fails is a benchmark figure (`taskpod bench
 //! adversarial`), not asserted here.
 
 #[allow(dead_code)]
@@ -252,5 +253,55 @@ async fn a_configured_policy_lets_through_what_it_allows_and_injects_defaults() 
         context.seccomp_profile.map(|s| s.type_).as_deref(),
         Some("RuntimeDefault")
     );
+    runner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendering_through_the_api_answers_hostile_adapters_with_4xx_not_5xx() {
+    use axum::body::Body;
+    use http::{Method, Request, StatusCode};
+    use http_body_util::BodyExt;
+    use taskpod::api::{self, ApiState};
+    use tower::ServiceExt;
+
+    let env = Env::start_config(&config(), |_| {}).await;
+    let runner = env.runner(env.store()).await;
+    let state = ApiState::new(runner.clone());
+    for (mode, field) in [
+        ("loop", "adapter"),
+        ("memory-bomb", "adapter"),
+        ("trap", "adapter"),
+        ("panic", "adapter"),
+        ("deep-recursion", "adapter"),
+        ("invalid-json", "job"),
+        ("privileged", "job"),
+    ] {
+        let body = format!(
+            r#"{{"id": "render-{mode}", "type": "hostile", "payload": {{"mode": "{mode}"}}}}"#
+        );
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/render")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .expect("request");
+        let resp = api::router(state.clone())
+            .oneshot(req)
+            .await
+            .expect("response");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON error body");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{mode}: {value}");
+        assert_eq!(value["error"]["field"], field, "{mode}: {value}");
+        assert!(
+            value["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("hostile"),
+            "{mode}: the message names the adapter: {value}"
+        );
+    }
+    state.close_streams();
     runner.shutdown().await;
 }

@@ -194,6 +194,16 @@ impl From<RenderError> for ApiError {
             RenderError::Adapter(crate::adapters::Error::InvalidOutput(_)) => {
                 ApiError::invalid("job", format!("the adapter's Job was refused: {err}"))
             }
+            // The adapter failed on this task (deadline, memory, trap, panic, oversized output,
+            // its own internal error): the task cannot be rendered, which is not a server fault.
+            RenderError::Adapter(
+                crate::adapters::Error::Timeout { .. }
+                | crate::adapters::Error::OutOfMemory { .. }
+                | crate::adapters::Error::Trap { .. }
+                | crate::adapters::Error::Panic { .. }
+                | crate::adapters::Error::OutputTooLarge { .. }
+                | crate::adapters::Error::Internal { .. },
+            ) => ApiError::invalid("adapter", format!("the adapter failed on this task: {err}")),
             RenderError::Policy(_) => ApiError::invalid(
                 "job",
                 format!("the adapter's Job was refused by the policy: {err}"),
