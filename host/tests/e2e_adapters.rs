@@ -24,7 +24,8 @@ use taskpod_sim::{Sim, SimOptions};
 
 /// What the simulated containers do: peons run half a second; Druid's log-shipping sidecar and
 /// Teraslice's workers never exit on their own; the Teraslice execution controller runs long
-/// enough for its workers to become available; SamzaContainer 1 fails once.
+/// enough for its workers to become available; SamzaContainer 1 fails once (each SamzaContainer
+/// logs lines of its own).
 const BEHAVIOR: &str = r#"
 default:
   runSeconds: 0.5
@@ -36,8 +37,12 @@ rules:
     then: { forever: true }
   - match: { labels: { app.kubernetes.io/component: execution_controller } }
     then: { runSeconds: 3, logs: ["execution controller up", "execution done"] }
+  - match: { labels: { batch.kubernetes.io/job-completion-index: "0" } }
+    then: { logs: ["samza 0 up", "samza 0 done"] }
   - match: { labels: { batch.kubernetes.io/job-completion-index: "1" } }
-    then: { runSeconds: 0.3, exitCode: 1, failTimes: 1 }
+    then: { runSeconds: 0.3, exitCode: 1, failTimes: 1, logs: ["samza 1 up (fails on its first run)", "samza 1 done"] }
+  - match: { labels: { batch.kubernetes.io/job-completion-index: "2" } }
+    then: { logs: ["samza 2 up and running with a longer first line", "samza 2 done"] }
 "#;
 
 /// The simulated cluster, a store and the runner for one configuration.
@@ -609,5 +614,20 @@ async fn samza_job_of_three_containers_restarts_a_failed_one_and_completes() {
         [("0".into(), 0), ("1".into(), 1), ("2".into(), 0)],
         "container 1 failed once and was restarted in place"
     );
+    // The stored log holds whole lines, whichever of the pods (and runs) it was read from.
+    let log = env.store.read_log(&id, 0, 1 << 20).await.expect("log");
+    let text = String::from_utf8_lossy(&log.data).to_string();
+    let known = [
+        "samza 0 up",
+        "samza 0 done",
+        "samza 1 up (fails on its first run)",
+        "samza 1 done",
+        "samza 2 up and running with a longer first line",
+        "samza 2 done",
+    ];
+    assert!(text.contains(" done"), "{text:?}");
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        assert!(known.contains(&line), "a cut line {line:?} in {text:?}");
+    }
     env.stop().await;
 }

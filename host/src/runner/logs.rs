@@ -7,7 +7,8 @@
 //! taskpod holds at most that many log connections, never one per Job. When the task ends,
 //! [`capture`] lets the follower drain (its stream ends with the container), then reads the
 //! whole log once and stores what the follower had not, so the stored log is complete whether or
-//! not the pod was followed.
+//! not the pod was followed. When the pod captured is not the one followed (a Job of several
+//! pods, such as a Samza job), its whole log is stored after the followed one's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,8 @@ use super::Inner;
 pub(super) struct Follower {
     handle: JoinHandle<()>,
     stored: Arc<AtomicU64>,
+    /// The pod followed (a Job of several pods may end with another one captured).
+    pod: String,
 }
 
 impl Follower {
@@ -40,6 +43,7 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
     };
     let stored = Arc::new(AtomicU64::new(0));
     let worker = Arc::clone(inner);
+    let followed = pod.to_owned();
     let (task, pod, container, count) = (
         id.to_owned(),
         pod.to_owned(),
@@ -73,7 +77,11 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
     let mut tracking = inner.lock();
     match tracking.tasks.get_mut(id) {
         Some(t) if t.follower.is_none() && !t.finishing => {
-            t.follower = Some(Follower { handle, stored });
+            t.follower = Some(Follower {
+                handle,
+                stored,
+                pod: followed,
+            });
         }
         _ => handle.abort(),
     }
@@ -89,7 +97,12 @@ pub(super) async fn capture(
     follower: Option<Follower>,
 ) {
     let mut already = 0u64;
-    if let Some(Follower { mut handle, stored }) = follower {
+    if let Some(Follower {
+        mut handle,
+        stored,
+        pod: followed,
+    }) = follower
+    {
         if tokio::time::timeout(Duration::from_secs(2), &mut handle)
             .await
             .is_err()
@@ -97,7 +110,10 @@ pub(super) async fn capture(
             handle.abort();
             let _ = handle.await;
         }
-        already = stored.load(Ordering::SeqCst);
+        // What the follower stored is a prefix of this log only when it followed this pod.
+        if followed == pod {
+            already = stored.load(Ordering::SeqCst);
+        }
     }
     match crate::kube::retry(5, || inner.kube.pod_log(pod, container)).await {
         Ok(Some(log)) => {
