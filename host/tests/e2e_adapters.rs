@@ -367,7 +367,10 @@ adapters:
 routing:
   default: overlord
 runner:
-  taskCleanupDelay: PT1H";
+  taskCleanupDelay: PT1H
+# Druid runs peons as the overlord's service account; the policy must allow it.
+policy:
+  serviceAccounts: [default, druid-overlord]";
 
 async fn overlord_env(adapter: &str, sidecars: &str) -> Env {
     let pod = example("druid/overlord-pod.yaml");
