@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod adapter;
 mod adapter_new;
 mod demo;
+mod ha;
 pub mod logging;
 mod remote;
 mod serve;

@@ -133,27 +133,51 @@ impl Client {
         path: &str,
         body: Option<(Bytes, &str)>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        let uri = format!("{}{path}", self.base);
-        let mut req = Request::builder().method(method).uri(&uri);
-        let body = match body {
-            Some((bytes, content_type)) => {
-                req = req.header(http::header::CONTENT_TYPE, content_type);
-                Full::new(bytes)
-            }
-            None => Full::new(Bytes::new()),
+        let mut uri = format!("{}{path}", self.base);
+        let (body, content_type) = match body {
+            Some((bytes, content_type)) => (bytes, Some(content_type)),
+            None => (Bytes::new(), None),
         };
-        let req = req.body(body).map_err(|e| ClientError::Url {
-            url: uri.clone(),
-            problem: e.to_string(),
-        })?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| ClientError::Connect {
-                server: self.base.clone(),
-                problem: error_chain(&e),
-            })?;
+        // A follower replica (high availability) answers 307 with the leader's URL: follow a
+        // few such redirects, keeping the method and body.
+        let mut hops = 0;
+        let resp = loop {
+            let mut req = Request::builder().method(method.clone()).uri(&uri);
+            if let Some(content_type) = content_type {
+                req = req.header(http::header::CONTENT_TYPE, content_type);
+            }
+            let req = req
+                .body(Full::new(body.clone()))
+                .map_err(|e| ClientError::Url {
+                    url: uri.clone(),
+                    problem: e.to_string(),
+                })?;
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| ClientError::Connect {
+                    server: self.base.clone(),
+                    problem: error_chain(&e),
+                })?;
+            let redirect = matches!(
+                resp.status(),
+                http::StatusCode::TEMPORARY_REDIRECT | http::StatusCode::PERMANENT_REDIRECT
+            );
+            let location = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .filter(|l| l.starts_with("http://"))
+                .map(str::to_owned);
+            match location {
+                Some(location) if redirect && hops < 5 => {
+                    hops += 1;
+                    uri = location;
+                }
+                _ => break resp,
+            }
+        };
         if resp.status().is_success() {
             return Ok(resp);
         }

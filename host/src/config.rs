@@ -102,6 +102,11 @@ pub struct Config {
     /// resources); applied to every pod spec after the Job contract. Default: restrictive (see
     /// [`Policy`] and docs/security.md).
     pub policy: Policy,
+    /// Which database holds the tasks: SQLite (default, the `store` file) or a shared
+    /// PostgreSQL for several replicas.
+    pub store_backend: StoreConfig,
+    /// High availability: several replicas elect a leader through a Kubernetes Lease.
+    pub ha: Ha,
     /// Directory relative paths (adapter components, templates) are resolved against: the
     /// config file's directory. Not a YAML key.
     #[serde(skip)]
@@ -126,6 +131,8 @@ impl Default for Config {
             routing: Routing::default(),
             runner: Runner::default(),
             policy: Policy::default(),
+            store_backend: StoreConfig::default(),
+            ha: Ha::default(),
             base_dir: PathBuf::from("."),
             own_pod: None,
         }
@@ -337,6 +344,74 @@ fn check_worker_url(key: &str, url: &str, needs_id: bool) -> Result<()> {
     Ok(())
 }
 
+/// Which database backs the task store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One SQLite file (the `store` key or `taskpod serve --store FILE`): one replica.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by every replica (`storeBackend.url`).
+    Postgres,
+}
+
+/// The task store's database.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct StoreConfig {
+    /// `sqlite` or `postgres`. Default `sqlite`.
+    pub kind: StoreKind,
+    /// PostgreSQL connection URL (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`), for
+    /// `kind: postgres`. Prefer the `TASKPOD_STORE_URL` environment variable (from a Secret),
+    /// which is used when this key is absent, so no password sits in the config file. Default
+    /// unset.
+    pub url: Option<String>,
+    /// Connections kept open to PostgreSQL. Default 8.
+    pub pool: Option<u32>,
+}
+
+/// Leader election between replicas (see docs/deploy.md, high availability).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Ha {
+    /// Elect a leader through a `coordination.k8s.io/v1` Lease: only the leader launches,
+    /// watches and reaps; the others serve reads and redirect writes to it. Needs
+    /// `storeBackend.kind: postgres`. Default false.
+    pub enabled: bool,
+    /// Name of the Lease (in `namespace`). Default: the `instance` name.
+    pub lease_name: Option<String>,
+    /// How long a leader's claim lasts without renewal; a follower takes over after it
+    /// expires. Default `15s`.
+    pub lease_duration: ConfigDuration,
+    /// A leader that could not renew for this long steps down (exits, to be restarted as a
+    /// follower). Shorter than `leaseDuration`. Default `10s`.
+    pub renew_deadline: ConfigDuration,
+    /// How often the Lease is renewed or, by followers, tried. Default `2s`.
+    pub retry_period: ConfigDuration,
+    /// This replica's identity in the Lease. Default: the `POD_NAME` environment variable,
+    /// else the host name.
+    pub identity: Option<String>,
+    /// URL other replicas redirect writes to while this one leads
+    /// (e.g. `http://10.0.0.7:8080`). Default: `TASKPOD_ADVERTISE_URL`, else
+    /// `http://POD_IP:PORT` from the `POD_IP` environment variable and the listen port, else
+    /// the listen address.
+    pub advertise_url: Option<String>,
+}
+
+impl Default for Ha {
+    fn default() -> Self {
+        Ha {
+            enabled: false,
+            lease_name: None,
+            lease_duration: ConfigDuration(Duration::from_secs(15)),
+            renew_deadline: ConfigDuration(Duration::from_secs(10)),
+            retry_period: ConfigDuration(Duration::from_secs(2)),
+            identity: None,
+            advertise_url: None,
+        }
+    }
+}
+
 /// A duration in the config: ISO-8601 (`PT4H`, `P2D`, `PT0.5S`) or short (`30s`, `4h`, `2d`,
 /// `500ms`), or a number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -539,6 +614,72 @@ impl Config {
         self.policy
             .validate()
             .map_err(|(key, message)| invalid(&format!("policy.{key}"), message))?;
+        if let Some(url) = &self.store_backend.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "storeBackend.url",
+                "must be a PostgreSQL URL: postgres://USER:PASSWORD@HOST:PORT/DATABASE".to_owned(),
+            ));
+        }
+        if self.store_backend.url.is_some() && self.store_backend.kind != StoreKind::Postgres {
+            return Err(invalid(
+                "storeBackend.url",
+                "is only used with `storeBackend.kind: postgres`; set the kind or remove the url"
+                    .to_owned(),
+            ));
+        }
+        if self.store_backend.pool == Some(0) {
+            return Err(invalid(
+                "storeBackend.pool",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.store_backend.kind == StoreKind::Postgres && self.store.is_some() {
+            return Err(invalid(
+                "store",
+                "is the SQLite file, unused with `storeBackend.kind: postgres`; remove it"
+                    .to_owned(),
+            ));
+        }
+        if self.ha.enabled {
+            if self.store_backend.kind != StoreKind::Postgres {
+                return Err(invalid(
+                    "ha.enabled",
+                    "replicas must share the task store: set `storeBackend.kind: postgres` (SQLite is \
+                     one file on one replica's volume)"
+                        .to_owned(),
+                ));
+            }
+            let (lease, renew, retry) = (
+                self.ha.lease_duration.0,
+                self.ha.renew_deadline.0,
+                self.ha.retry_period.0,
+            );
+            if lease < Duration::from_secs(1) {
+                return Err(invalid(
+                    "ha.leaseDuration",
+                    "must be at least 1s (the Lease counts whole seconds)".to_owned(),
+                ));
+            }
+            if renew >= lease || retry.is_zero() || retry >= renew {
+                return Err(invalid(
+                    "ha.renewDeadline",
+                    format!(
+                        "need retryPeriod < renewDeadline < leaseDuration (now {retry:?}, \
+                         {renew:?}, {lease:?})"
+                    ),
+                ));
+            }
+            if let Some(name) = &self.ha.lease_name
+                && !contract::is_dns1123_subdomain(name)
+            {
+                return Err(invalid(
+                    "ha.leaseName",
+                    format!("{name:?} must be a DNS-1123 subdomain"),
+                ));
+            }
+        }
         if self.adapters.is_empty() {
             return Err(invalid(
                 "adapters",

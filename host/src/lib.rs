@@ -13,6 +13,7 @@ pub mod config;
 pub mod contract;
 pub mod events;
 pub mod execution;
+pub mod ha;
 pub mod kube;
 pub mod metrics;
 pub mod policy;

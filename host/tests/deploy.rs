@@ -26,7 +26,11 @@ const KUSTOMIZATIONS: &[&str] = &[
     "deploy/overlays/druid",
     "deploy/overlays/teraslice",
     "deploy/overlays/samza",
+    "deploy/overlays/ha",
 ];
+
+/// The overlay with several replicas, the PostgreSQL store and leader election.
+const HA: &str = "deploy/overlays/ha";
 
 /// Kinds each kustomization must produce, one object each.
 const KINDS: &[&str] = &[
@@ -272,7 +276,12 @@ fn objects_refer_to_each_other() {
 
         let set = one(&objects, path, "StatefulSet");
         let spec = &set["spec"];
-        assert_eq!(spec["replicas"], 1, "{path}: SQLite allows one replica");
+        if *path == HA {
+            let replicas = spec["replicas"].as_u64().expect("replicas");
+            assert!(replicas > 1, "{path}: several replicas");
+        } else {
+            assert_eq!(spec["replicas"], 1, "{path}: SQLite allows one replica");
+        }
         let service = one(&objects, path, "Service");
         assert_eq!(spec["serviceName"], name(service), "{path}: serviceName");
         let pod = &spec["template"]["spec"];
@@ -343,10 +352,30 @@ fn objects_refer_to_each_other() {
             panic!("{path}: the StatefulSet's args {args:?} are refused by taskpod: {e}");
         }
         assert!(args.contains(&format!("--config={CONFIG_DIR}/taskpod.yaml").as_str()));
-        assert!(
-            args.iter()
-                .any(|a| a.starts_with(&format!("--store={DATA_DIR}/")))
-        );
+        if *path == HA {
+            // The PostgreSQL URL comes from a Secret, the advertised URL from the pod IP; no
+            // SQLite file, no volume claim.
+            let env = container["env"].as_array().expect("env");
+            let url = env
+                .iter()
+                .find(|e| e["name"] == "TASKPOD_STORE_URL")
+                .unwrap_or_else(|| panic!("{path}: TASKPOD_STORE_URL"));
+            assert!(
+                url["valueFrom"]["secretKeyRef"]["name"].is_string(),
+                "{path}: the store URL comes from a Secret"
+            );
+            assert_eq!(
+                field_ref(container, "POD_IP").as_deref(),
+                Some("status.podIP")
+            );
+            assert!(!args.iter().any(|a| a.starts_with("--store")), "{path}");
+            assert!(spec["volumeClaimTemplates"].is_null(), "{path}: no PVC");
+        } else {
+            assert!(
+                args.iter()
+                    .any(|a| a.starts_with(&format!("--store={DATA_DIR}/")))
+            );
+        }
 
         // Volumes: the generated ConfigMap at CONFIG_DIR, the PVC at DATA_DIR, writable
         // emptyDirs for the cache and /tmp (the root filesystem is read-only).
@@ -375,12 +404,14 @@ fn objects_refer_to_each_other() {
             name(one(&objects, path, "ConfigMap")),
             "{path}: the pod mounts the generated ConfigMap"
         );
-        let claims = spec["volumeClaimTemplates"].as_array().expect("claims");
-        assert_eq!(claims.len(), 1);
-        assert_eq!(
-            claims[0]["metadata"]["name"], mounts[DATA_DIR],
-            "{path}: store on the PVC"
-        );
+        if *path != HA {
+            let claims = spec["volumeClaimTemplates"].as_array().expect("claims");
+            assert_eq!(claims.len(), 1);
+            assert_eq!(
+                claims[0]["metadata"]["name"], mounts[DATA_DIR],
+                "{path}: store on the PVC"
+            );
+        }
         for dir in ["/tmp", "/var/cache/taskpod"] {
             let v = volume(mounts[dir]).unwrap_or_else(|| panic!("{path}: {dir} volume"));
             assert!(v["emptyDir"].is_object(), "{path}: {dir} is an emptyDir");
@@ -444,8 +475,8 @@ fn config_map_holds_a_config_taskpod_loads() {
         }
     }
     assert_eq!(
-        jobs, 2,
-        "the base and the Druid overlay render the Druid example task"
+        jobs, 3,
+        "the base, the Druid overlay and the HA overlay render the Druid example task"
     );
 }
 

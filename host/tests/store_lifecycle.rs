@@ -1,5 +1,10 @@
-//! The store's public API end to end on a real file: submission semantics, the lifecycle's
-//! compare-and-set transitions and history, listing and counts, logs, metadata and events.
+//! The store's public API end to end: submission semantics, the lifecycle's compare-and-set
+//! transitions and history, listing and counts, logs, metadata and events. Every scenario runs
+//! on both backends: a real SQLite file (one test each), and a real PostgreSQL server started by
+//! `scripts/postgres` (one test running every scenario, each in a fresh database).
+
+#[path = "support/postgres.rs"]
+mod pg;
 
 use anyhow::Result;
 use taskpod::store::{
@@ -7,15 +12,36 @@ use taskpod::store::{
     StoreOptions, Synchronous, TaskState, Transition,
 };
 
-fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(
-        dir.path().join("tasks.db"),
-        StoreOptions {
-            synchronous: Synchronous::Normal,
-            ..StoreOptions::default()
-        },
-    )
-    .expect("open store")
+/// Where a scenario's store lives.
+enum Where {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Where {
+    fn sqlite() -> Where {
+        Where::Sqlite(tempfile::tempdir().expect("temporary directory"))
+    }
+
+    async fn open_with(&self, options: StoreOptions) -> Store {
+        match self {
+            Where::Sqlite(dir) => Store::open(
+                dir.path().join("tasks.db"),
+                StoreOptions {
+                    synchronous: Synchronous::Normal,
+                    ..options
+                },
+            )
+            .expect("open store"),
+            Where::Postgres(url) => Store::connect_postgres(url, options)
+                .await
+                .expect("connect to the PostgreSQL store"),
+        }
+    }
+
+    async fn open(&self) -> Store {
+        self.open_with(StoreOptions::default()).await
+    }
 }
 
 fn task(id: &str) -> NewTask {
@@ -27,10 +53,8 @@ fn task(id: &str) -> NewTask {
     )
 }
 
-#[tokio::test]
-async fn submit_is_durable_idempotent_and_detects_conflicts() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = open(&dir);
+async fn submit_is_durable_idempotent_and_detects_conflicts(at: &Where) -> Result<()> {
+    let store = at.open().await;
     let first = store
         .submit(
             task("t1")
@@ -80,17 +104,15 @@ async fn submit_is_durable_idempotent_and_detects_conflicts() -> Result<()> {
 
     // Reopen: the acknowledged task is there, the refused ones are not.
     store.close().await;
-    let store = open(&dir);
+    let store = at.open().await;
     assert_eq!(store.get("t1").await?.map(|t| t.seq), Some(first.task.seq));
     assert_eq!(store.get("t2").await?, None);
     assert_eq!(store.counts().await?.state(TaskState::Pending), 1);
     Ok(())
 }
 
-#[tokio::test]
-async fn transitions_are_compare_and_set_with_history() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = open(&dir);
+async fn transitions_are_compare_and_set_with_history(at: &Where) -> Result<()> {
+    let store = at.open().await;
     store.submit(task("job-1")).await?;
 
     // Wrong `from`: StateMismatch naming the actual state.
@@ -232,10 +254,8 @@ async fn transitions_are_compare_and_set_with_history() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn concurrent_compare_and_set_has_exactly_one_winner() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = open(&dir);
+async fn concurrent_compare_and_set_has_exactly_one_winner(at: &Where) -> Result<()> {
+    let store = at.open().await;
     for i in 0..50 {
         store.submit(task(&format!("race-{i}"))).await?;
     }
@@ -282,10 +302,8 @@ async fn concurrent_compare_and_set_has_exactly_one_winner() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn lists_with_filters_and_keyset_pages() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = open(&dir);
+async fn lists_with_filters_and_keyset_pages(at: &Where) -> Result<()> {
+    let store = at.open().await;
     for i in 0..25 {
         let tenant = if i % 2 == 0 { "even" } else { "odd" };
         let kind = if i % 5 == 0 {
@@ -355,16 +373,13 @@ async fn lists_with_filters_and_keyset_pages() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn logs_append_in_order_and_read_from_any_offset() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(
-        dir.path().join("tasks.db"),
-        StoreOptions {
+async fn logs_append_in_order_and_read_from_any_offset(at: &Where) -> Result<()> {
+    let store = at
+        .open_with(StoreOptions {
             max_log_bytes_per_task: 40,
             ..StoreOptions::default()
-        },
-    )?;
+        })
+        .await;
     store.submit(task("logged")).await?;
     let a = store.append_log("logged", b"line one\n".to_vec()).await?;
     let b = store.append_log("logged", b"line two\n".to_vec()).await?;
@@ -421,10 +436,8 @@ async fn logs_append_in_order_and_read_from_any_offset() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn events_follow_commits_and_meta_persists() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = open(&dir);
+async fn events_follow_commits_and_meta_persists(at: &Where) -> Result<()> {
+    let store = at.open().await;
     let mut events = store.subscribe();
     store.submit(task("e1")).await?;
     store.submit(task("e1")).await?; // idempotent: no second event
@@ -466,7 +479,7 @@ async fn events_follow_commits_and_meta_persists() -> Result<()> {
     let err = store.submit(task("after-close")).await.unwrap_err();
     assert_eq!(err, StoreError::Closed);
 
-    let store = open(&dir);
+    let store = at.open().await;
     assert_eq!(
         store
             .get_meta("watch.jobs.resourceVersion")
@@ -479,10 +492,8 @@ async fn events_follow_commits_and_meta_persists() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_parsed_druid_task_round_trips_to_the_adapter_record() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = open(&dir);
+async fn a_parsed_druid_task_round_trips_to_the_adapter_record(at: &Where) -> Result<()> {
+    let store = at.open().await;
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../examples/druid/tasks/index-parallel.json"),
@@ -499,10 +510,10 @@ async fn a_parsed_druid_task_round_trips_to_the_adapter_record() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn purge_removes_only_old_finished_tasks_with_their_history_and_logs() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = open(&dir);
+async fn purge_removes_only_old_finished_tasks_with_their_history_and_logs(
+    at: &Where,
+) -> Result<()> {
+    let store = at.open().await;
     for i in 0..5 {
         let id = format!("p{i}");
         store.submit(task(&id)).await?;
@@ -535,5 +546,71 @@ async fn purge_removes_only_old_finished_tasks_with_their_history_and_logs() -> 
     assert_eq!(store.non_terminal().await?.len(), 2);
     assert_eq!(store.read_log("p4", 0, 100).await?.data, b"output\n");
     store.check_integrity().await?;
+    Ok(())
+}
+
+// One test per scenario on SQLite.
+
+#[tokio::test]
+async fn sqlite_submit_is_durable_idempotent_and_detects_conflicts() -> Result<()> {
+    submit_is_durable_idempotent_and_detects_conflicts(&Where::sqlite()).await
+}
+
+#[tokio::test]
+async fn sqlite_transitions_are_compare_and_set_with_history() -> Result<()> {
+    transitions_are_compare_and_set_with_history(&Where::sqlite()).await
+}
+
+#[tokio::test]
+async fn sqlite_concurrent_compare_and_set_has_exactly_one_winner() -> Result<()> {
+    concurrent_compare_and_set_has_exactly_one_winner(&Where::sqlite()).await
+}
+
+#[tokio::test]
+async fn sqlite_lists_with_filters_and_keyset_pages() -> Result<()> {
+    lists_with_filters_and_keyset_pages(&Where::sqlite()).await
+}
+
+#[tokio::test]
+async fn sqlite_logs_append_in_order_and_read_from_any_offset() -> Result<()> {
+    logs_append_in_order_and_read_from_any_offset(&Where::sqlite()).await
+}
+
+#[tokio::test]
+async fn sqlite_events_follow_commits_and_meta_persists() -> Result<()> {
+    events_follow_commits_and_meta_persists(&Where::sqlite()).await
+}
+
+#[tokio::test]
+async fn sqlite_a_parsed_druid_task_round_trips_to_the_adapter_record() -> Result<()> {
+    a_parsed_druid_task_round_trips_to_the_adapter_record(&Where::sqlite()).await
+}
+
+#[tokio::test]
+async fn sqlite_purge_removes_only_old_finished_tasks_with_their_history_and_logs() -> Result<()> {
+    purge_removes_only_old_finished_tasks_with_their_history_and_logs(&Where::sqlite()).await
+}
+
+/// Every scenario on PostgreSQL, each in a database of its own on one private server.
+#[tokio::test]
+async fn postgres_passes_every_scenario() -> Result<()> {
+    let server = pg::Server::start()?;
+    let url = server.fresh_database("scenario1").await?;
+    submit_is_durable_idempotent_and_detects_conflicts(&Where::Postgres(url)).await?;
+    let url = server.fresh_database("scenario2").await?;
+    transitions_are_compare_and_set_with_history(&Where::Postgres(url)).await?;
+    let url = server.fresh_database("scenario3").await?;
+    concurrent_compare_and_set_has_exactly_one_winner(&Where::Postgres(url)).await?;
+    let url = server.fresh_database("scenario4").await?;
+    lists_with_filters_and_keyset_pages(&Where::Postgres(url)).await?;
+    let url = server.fresh_database("scenario5").await?;
+    logs_append_in_order_and_read_from_any_offset(&Where::Postgres(url)).await?;
+    let url = server.fresh_database("scenario6").await?;
+    events_follow_commits_and_meta_persists(&Where::Postgres(url)).await?;
+    let url = server.fresh_database("scenario7").await?;
+    a_parsed_druid_task_round_trips_to_the_adapter_record(&Where::Postgres(url)).await?;
+    let url = server.fresh_database("scenario8").await?;
+    purge_removes_only_old_finished_tasks_with_their_history_and_logs(&Where::Postgres(url))
+        .await?;
     Ok(())
 }

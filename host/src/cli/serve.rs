@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::remote::ServiceError;
 use crate::api::{self, ApiState};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::runner::Runner;
 use crate::store::{Store, StoreOptions};
 
@@ -117,19 +117,57 @@ pub(crate) async fn read_own_pod(
     }
 }
 
+/// Opens the store the config names: the SQLite file `sqlite_path` (default), or PostgreSQL at
+/// `storeBackend.url` / `TASKPOD_STORE_URL`.
+pub(crate) async fn open_store(config: &Config, sqlite_path: &Path) -> Result<Store, ServiceError> {
+    match config.store_backend.kind {
+        StoreKind::Sqlite => {
+            let path = sqlite_path.to_path_buf();
+            tokio::task::spawn_blocking(move || Store::open(&path, StoreOptions::default()))
+                .await
+                .map_err(|e| ServiceError::Start(format!("opening the store panicked: {e}")))?
+                .map_err(|e| ServiceError::Start(e.to_string()))
+        }
+        StoreKind::Postgres => {
+            let url = match &config.store_backend.url {
+                Some(url) => url.clone(),
+                None => std::env::var("TASKPOD_STORE_URL").map_err(|_| {
+                    ServiceError::Start(
+                        "config key `storeBackend.kind` is postgres but no URL is given: set `storeBackend.url` \
+                         or the TASKPOD_STORE_URL environment variable (from a Secret)"
+                            .to_owned(),
+                    )
+                })?,
+            };
+            let options = StoreOptions {
+                read_pool: config.store_backend.pool.unwrap_or(8).max(1) as usize,
+                ..StoreOptions::default()
+            };
+            Store::connect_postgres(&url, options)
+                .await
+                .map_err(|e| ServiceError::Start(e.to_string()))
+        }
+    }
+}
+
 /// Opens the store, starts the runner on `client` and returns the API state.
 pub(crate) async fn start_host(
-    mut config: Config,
+    config: Config,
     store_path: &Path,
+    client: ::kube::Client,
+) -> Result<ApiState, ServiceError> {
+    let store = open_store(&config, store_path).await?;
+    start_runner(config, store, client).await
+}
+
+/// Starts the runner on an open store and returns the API state.
+pub(crate) async fn start_runner(
+    mut config: Config,
+    store: Store,
     client: ::kube::Client,
 ) -> Result<ApiState, ServiceError> {
     let own_pod = crate::config::base_pod::own_pod_from_env(&config.namespace);
     read_own_pod(&mut config, &client, own_pod).await?;
-    let path = store_path.to_path_buf();
-    let store = tokio::task::spawn_blocking(move || Store::open(&path, StoreOptions::default()))
-        .await
-        .map_err(|e| ServiceError::Start(format!("opening the store panicked: {e}")))?
-        .map_err(|e| ServiceError::Start(e.to_string()))?;
     let runner = Runner::start(Arc::new(config), store, client)
         .await
         .map_err(|e| ServiceError::Start(format!("cannot start the runner: {e}")))?;
@@ -169,6 +207,9 @@ pub fn serve(args: &ServeArgs, out: &mut dyn Write) -> Result<(), ServiceError> 
         .map_err(|e| ServiceError::io("cannot start the async runtime", e))?;
     runtime.block_on(async {
         let client = kube_client(args.kubeconfig.as_deref()).await?;
+        if config.ha.enabled {
+            return super::ha::serve_replica(config, args.listen, client, out).await;
+        }
         let store = args.store.clone().unwrap_or_else(|| config.store_path());
         let state = start_host(config, &store, client).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)

@@ -97,6 +97,18 @@ pub enum StoreError {
         problem: String,
     },
 
+    /// The PostgreSQL store cannot be reached or refused the connection.
+    #[error(
+        "cannot connect to the PostgreSQL task store at {target}: {problem}; check `storeBackend.url` \
+         (or TASKPOD_STORE_URL) and that the server accepts connections from this host"
+    )]
+    Connect {
+        /// `postgres://host:port/database` (never the user or password).
+        target: String,
+        /// What the client or server said.
+        problem: String,
+    },
+
     /// The file was written by a newer taskpod.
     #[error(
         "the task store at {path} has schema version {found}, newer than this taskpod supports \

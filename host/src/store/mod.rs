@@ -1,4 +1,7 @@
-//! The durable task store: one SQLite file holding every task, its state history and its logs.
+//! The durable task store: every task, its state history and its logs, in one SQLite file (the
+//! default) or in a shared PostgreSQL database (several replicas, high availability; see
+//! [`postgres`]). Both backends sit behind the one [`Store`] handle with the same semantics;
+//! what follows describes the SQLite one.
 //!
 //! The store is the host's memory. A task is acknowledged only once its row is committed
 //! (WAL journal, `synchronous=FULL` by default), every state change is a compare-and-set
@@ -15,6 +18,7 @@ pub mod bench;
 mod error;
 mod follow;
 mod model;
+pub mod postgres;
 mod rows;
 pub mod schema;
 mod validate;
@@ -110,7 +114,13 @@ pub struct StoreStats {
 /// A handle on the store; cheap to clone, shared by the runner, the API and the watchers.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<Inner>),
+    Postgres(Arc<postgres::PgStore>),
 }
 
 struct Inner {
@@ -124,10 +134,17 @@ struct Inner {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.inner.path)
-            .field("options", &self.inner.options)
-            .finish_non_exhaustive()
+        match &self.backend {
+            Backend::Sqlite(inner) => f
+                .debug_struct("Store")
+                .field("path", &inner.path)
+                .field("options", &inner.options)
+                .finish_non_exhaustive(),
+            Backend::Postgres(pg) => f
+                .debug_struct("Store")
+                .field("postgres", &pg.target())
+                .finish_non_exhaustive(),
+        }
     }
 }
 
@@ -206,35 +223,79 @@ impl Store {
             .spawn(move || writer.run(rx))
             .map_err(|e| open_error(&path, format!("cannot start the writer thread: {e}")))?;
 
-        let store = Store {
-            inner: Arc::new(Inner {
-                path,
-                options,
-                writer: tx,
-                readers: Mutex::new(Vec::new()),
-                events,
-                counters,
-            }),
-        };
+        let inner = Arc::new(Inner {
+            path,
+            options,
+            writer: tx,
+            readers: Mutex::new(Vec::new()),
+            events,
+            counters,
+        });
         // Open one reader now so that a file readers cannot use fails here, not on first use.
-        let reader = store.inner.open_reader()?;
-        store.inner.put_reader(reader);
-        Ok(store)
+        let reader = inner.open_reader()?;
+        inner.put_reader(reader);
+        Ok(Store {
+            backend: Backend::Sqlite(inner),
+        })
     }
 
-    /// The file this store lives in.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Connects to a PostgreSQL store (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`), migrates
+    /// it to the current schema (once, even when several replicas start together) and opens
+    /// `options.read_pool` connections. `options.synchronous`, `max_batch` and `busy_timeout`
+    /// are SQLite's and do not apply.
+    pub async fn connect_postgres(url: &str, options: StoreOptions) -> Result<Store> {
+        let pg = postgres::PgStore::connect(
+            url,
+            options.read_pool,
+            options.max_log_bytes_per_task,
+            options.event_buffer,
+            options.limits.clone(),
+        )
+        .await?;
+        Ok(Store {
+            backend: Backend::Postgres(Arc::new(pg)),
+        })
+    }
+
+    /// Which backend this is: `sqlite FILE` or `postgres postgres://HOST:PORT/DATABASE` (never
+    /// credentials), for logs.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(inner) => format!("sqlite {}", inner.path.display()),
+            Backend::Postgres(pg) => format!("postgres {}", pg.target()),
+        }
+    }
+
+    fn sqlite(&self) -> Option<&Arc<Inner>> {
+        match &self.backend {
+            Backend::Sqlite(inner) => Some(inner),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// The file this store lives in (`None` for PostgreSQL).
+    pub fn path(&self) -> Option<&Path> {
+        self.sqlite().map(|inner| inner.path.as_path())
     }
 
     /// Subscribes to committed changes (each event is sent after its transaction committed).
     pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
-        self.inner.events.subscribe()
+        match &self.backend {
+            Backend::Sqlite(inner) => inner.events.subscribe(),
+            Backend::Postgres(pg) => pg.events.subscribe(),
+        }
     }
 
-    /// Writer counters.
+    /// Writer counters (zero for PostgreSQL, which has no writer thread).
     pub fn stats(&self) -> StoreStats {
-        let c = &self.inner.counters;
+        let Some(inner) = self.sqlite() else {
+            return StoreStats {
+                commits: 0,
+                commands: 0,
+                largest_batch: 0,
+            };
+        };
+        let c = &inner.counters;
         StoreStats {
             commits: c.commits.load(Ordering::Relaxed),
             commands: c.commands.load(Ordering::Relaxed),
@@ -248,7 +309,14 @@ impl Store {
     /// `created == false`; the same id with any tenant-facing field different fails with
     /// [`StoreError::Conflict`] naming the fields.
     pub async fn submit(&self, task: NewTask) -> Result<Submitted> {
-        let checked = validate::check(task, &self.inner.options.limits)?;
+        let limits = match &self.backend {
+            Backend::Sqlite(inner) => &inner.options.limits,
+            Backend::Postgres(pg) => pg.limits(),
+        };
+        let checked = validate::check(task, limits)?;
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.submit(checked).await;
+        }
         self.request(|reply| Command::Submit {
             task: Box::new(checked),
             reply,
@@ -264,6 +332,9 @@ impl Store {
     /// [`StoreError::BadTransition`] if a terminal state lacks a fitting reason or `launching`
     /// lacks the Job name.
     pub async fn transition(&self, change: Transition) -> Result<TaskRecord> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.transition(change).await;
+        }
         self.request(|reply| Command::Transition {
             change: Box::new(change),
             reply,
@@ -273,6 +344,9 @@ impl Store {
 
     /// Appends a chunk to a task's log; returns once committed.
     pub async fn append_log(&self, id: &str, data: Vec<u8>) -> Result<LogAppend> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.append_log(id, data).await;
+        }
         let id = id.to_string();
         self.request(|reply| Command::AppendLog { id, data, reply })
             .await
@@ -280,6 +354,9 @@ impl Store {
 
     /// Stores a host metadata value (watch resourceVersions, capacity set at run time …).
     pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.set_meta(key, value).await;
+        }
         let (key, value) = (key.to_string(), value.to_string());
         self.request(|reply| Command::SetMeta { key, value, reply })
             .await
@@ -289,6 +366,9 @@ impl Store {
     /// (Unix milliseconds), with their history and logs; returns how many. Call it repeatedly
     /// from a retention loop until it returns less than `limit`.
     pub async fn purge_finished(&self, finished_before_ms: i64, limit: usize) -> Result<usize> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.purge_finished(finished_before_ms, limit).await;
+        }
         self.request(|reply| Command::Purge {
             finished_before_ms,
             limit,
@@ -300,41 +380,63 @@ impl Store {
     /// Waits for the writer to finish the commands already sent, then stops it. Later writes
     /// fail with [`StoreError::Closed`]; reads keep working.
     pub async fn close(&self) {
+        let inner = match &self.backend {
+            Backend::Sqlite(inner) => inner,
+            Backend::Postgres(pg) => return pg.close(),
+        };
         let (tx, rx) = oneshot::channel();
-        if self.inner.writer.send(Command::Close { reply: tx }).is_ok() {
+        if inner.writer.send(Command::Close { reply: tx }).is_ok() {
             let _ = rx.await;
         }
     }
 
     /// One task.
     pub async fn get(&self, id: &str) -> Result<Option<TaskRecord>> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.get(id).await;
+        }
         let id = id.to_string();
         self.read(move |conn| rows::get_task(conn, &id)).await
     }
 
     /// A task's state history, oldest first (empty if the task does not exist).
     pub async fn history(&self, id: &str) -> Result<Vec<HistoryEntry>> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.history(id).await;
+        }
         let id = id.to_string();
         self.read(move |conn| rows::history(conn, &id)).await
     }
 
     /// A page of tasks matching `query`.
     pub async fn list(&self, query: ListQuery) -> Result<Page> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.list(query).await;
+        }
         self.read(move |conn| rows::list(conn, &query)).await
     }
 
     /// Task counts by state and by tenant and state.
     pub async fn counts(&self) -> Result<Counts> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.counts().await;
+        }
         self.read(rows::counts).await
     }
 
     /// Every pending, launching and running task, oldest first (what restore works from).
     pub async fn non_terminal(&self) -> Result<Vec<TaskRecord>> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.non_terminal().await;
+        }
         self.read(rows::non_terminal).await
     }
 
     /// Up to `max_bytes` of a task's log starting at `offset`.
     pub async fn read_log(&self, id: &str, offset: u64, max_bytes: usize) -> Result<LogSlice> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.read_log(id, offset, max_bytes).await;
+        }
         let id = id.to_string();
         self.read(move |conn| rows::read_log(conn, &id, offset, max_bytes))
             .await
@@ -342,17 +444,26 @@ impl Store {
 
     /// A host metadata value.
     pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.get_meta(key).await;
+        }
         let key = key.to_string();
         self.read(move |conn| rows::get_meta(conn, &key)).await
     }
 
     /// Runs SQLite's integrity and foreign-key checks.
     pub async fn check_integrity(&self) -> Result<()> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.check_integrity().await;
+        }
         self.read(rows::check_integrity).await
     }
 
     /// The file's schema version.
     pub async fn schema_version(&self) -> Result<u32> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.schema_version().await;
+        }
         self.read(schema::schema_version).await
     }
 
@@ -360,8 +471,9 @@ impl Store {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
     ) -> Result<T> {
+        let inner = self.sqlite().ok_or(StoreError::Closed)?;
         let (tx, rx) = oneshot::channel();
-        self.inner
+        inner
             .writer
             .send(make(tx))
             .map_err(|_| StoreError::Closed)?;
@@ -372,7 +484,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let inner = self.inner.clone();
+        let inner = self.sqlite().ok_or(StoreError::Closed)?.clone();
         tokio::task::spawn_blocking(move || {
             let conn = inner.take_reader()?;
             let result = f(&conn);

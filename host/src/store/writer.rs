@@ -319,39 +319,8 @@ impl Writer {
             priority: t.priority,
             seq,
         });
-        let Checked {
-            task,
-            payload_digest,
-            submission_digest,
-        } = c;
         Ok(Submitted {
-            task: TaskRecord {
-                id: task.id,
-                seq,
-                tenant: task.tenant,
-                kind: task.kind,
-                group_id: task.group_id,
-                datasource: task.datasource,
-                priority: task.priority,
-                payload: task.payload,
-                payload_digest,
-                submission_digest,
-                labels: task.labels,
-                tags: task.tags,
-                state: TaskState::Pending,
-                reason: None,
-                exit_code: None,
-                job_name: None,
-                adapter: None,
-                attempt: 0,
-                created_at_ms: now,
-                updated_at_ms: now,
-                launched_at_ms: None,
-                started_at_ms: None,
-                finished_at_ms: None,
-                log_bytes: 0,
-                log_truncated: false,
-            },
+            task: new_record(c, seq, now),
             created: true,
         })
     }
@@ -362,87 +331,12 @@ impl Writer {
         now: i64,
         ev: &mut Vec<StoreEvent>,
     ) -> Result<TaskRecord> {
-        let Transition {
-            id,
-            from,
-            to,
-            reason,
-            job_name,
-            adapter,
-            exit_code,
-        } = change;
-        let mut task = rows::get_task(&self.conn, &id)?
-            .ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
-        if task.state != from {
-            return Err(StoreError::StateMismatch {
-                id,
-                expected: from,
-                actual: task.state,
-            });
-        }
-        if !from.can_transition_to(to) {
-            return Err(StoreError::IllegalTransition { id, from, to });
-        }
-        let bad = |problem: String| StoreError::BadTransition {
-            id: id.clone(),
-            to,
-            problem,
-        };
-        let reason = reason.map(|mut r| {
-            cut_message(&mut r);
-            r
-        });
-        match &reason {
-            None if to.is_terminal() => {
-                return Err(bad(format!("needs a reason ({})", fitting_codes(to))));
-            }
-            Some(r) if !r.code.fits(to) => {
-                return Err(bad(format!(
-                    "cannot have reason `{}`; use {}",
-                    r.code,
-                    fitting_codes(to)
-                )));
-            }
-            _ => {}
-        }
-        // A task forwarded to a worker runner (migration routing) has no Job.
-        let forwarded = reason
-            .as_ref()
-            .is_some_and(|r| r.code == ReasonCode::Forwarded);
-        if to == TaskState::Launching {
-            match &job_name {
-                Some(name) if !name.is_empty() && name.len() <= 253 => {}
-                None if forwarded => {}
-                _ => {
-                    return Err(bad(
-                        "needs the Job name (1 to 253 characters), stored before the Job is created"
-                            .to_string(),
-                    ));
-                }
-            }
-            task.attempt += 1;
-            task.launched_at_ms = Some(now);
-        }
-        if to == TaskState::Running && task.started_at_ms.is_none() {
-            task.started_at_ms = Some(now);
-        }
-        if to.is_terminal() {
-            task.finished_at_ms = Some(now);
-        }
-        task.state = to;
-        task.updated_at_ms = now;
-        if reason.is_some() {
-            task.reason = reason.clone();
-        }
-        if job_name.is_some() {
-            task.job_name = job_name;
-        }
-        if adapter.is_some() {
-            task.adapter = adapter;
-        }
-        if exit_code.is_some() {
-            task.exit_code = exit_code;
-        }
+        let current =
+            rows::get_task(&self.conn, &change.id)?.ok_or_else(|| StoreError::NotFound {
+                id: change.id.clone(),
+            })?;
+        let Applied { task, from, reason } = apply_transition(current, change, now)?;
+        let (id, to) = (task.id.clone(), task.state);
         let context = || format!("storing transition {from} → {to} of task `{id}`");
         self.conn
             .prepare_cached(
@@ -575,8 +469,143 @@ impl Writer {
     }
 }
 
+/// The record of a task just stored with `seq` at `now`.
+pub(crate) fn new_record(c: Checked, seq: i64, now: i64) -> TaskRecord {
+    let Checked {
+        task,
+        payload_digest,
+        submission_digest,
+    } = c;
+    TaskRecord {
+        id: task.id,
+        seq,
+        tenant: task.tenant,
+        kind: task.kind,
+        group_id: task.group_id,
+        datasource: task.datasource,
+        priority: task.priority,
+        payload: task.payload,
+        payload_digest,
+        submission_digest,
+        labels: task.labels,
+        tags: task.tags,
+        state: TaskState::Pending,
+        reason: None,
+        exit_code: None,
+        job_name: None,
+        adapter: None,
+        attempt: 0,
+        created_at_ms: now,
+        updated_at_ms: now,
+        launched_at_ms: None,
+        started_at_ms: None,
+        finished_at_ms: None,
+        log_bytes: 0,
+        log_truncated: false,
+    }
+}
+
+/// A transition checked against the stored task and applied to it (not yet written).
+pub(crate) struct Applied {
+    /// The task as it is after the transition.
+    pub task: TaskRecord,
+    /// The state it left.
+    pub from: TaskState,
+    /// The reason stored with the history entry (message cut to its maximum length).
+    pub reason: Option<Reason>,
+}
+
+/// Checks a compare-and-set transition against the task as stored (`current`) and returns the
+/// task as it is once the transition is written: the lifecycle rules every store backend applies.
+pub(crate) fn apply_transition(
+    mut task: TaskRecord,
+    change: Transition,
+    now: i64,
+) -> Result<Applied> {
+    let Transition {
+        id,
+        from,
+        to,
+        reason,
+        job_name,
+        adapter,
+        exit_code,
+    } = change;
+    if task.state != from {
+        return Err(StoreError::StateMismatch {
+            id,
+            expected: from,
+            actual: task.state,
+        });
+    }
+    if !from.can_transition_to(to) {
+        return Err(StoreError::IllegalTransition { id, from, to });
+    }
+    let bad = |problem: String| StoreError::BadTransition {
+        id: id.clone(),
+        to,
+        problem,
+    };
+    let reason = reason.map(|mut r| {
+        cut_message(&mut r);
+        r
+    });
+    match &reason {
+        None if to.is_terminal() => {
+            return Err(bad(format!("needs a reason ({})", fitting_codes(to))));
+        }
+        Some(r) if !r.code.fits(to) => {
+            return Err(bad(format!(
+                "cannot have reason `{}`; use {}",
+                r.code,
+                fitting_codes(to)
+            )));
+        }
+        _ => {}
+    }
+    // A task forwarded to a worker runner (migration routing) has no Job.
+    let forwarded = reason
+        .as_ref()
+        .is_some_and(|r| r.code == ReasonCode::Forwarded);
+    if to == TaskState::Launching {
+        match &job_name {
+            Some(name) if !name.is_empty() && name.len() <= 253 => {}
+            None if forwarded => {}
+            _ => {
+                return Err(bad(
+                    "needs the Job name (1 to 253 characters), stored before the Job is created"
+                        .to_string(),
+                ));
+            }
+        }
+        task.attempt += 1;
+        task.launched_at_ms = Some(now);
+    }
+    if to == TaskState::Running && task.started_at_ms.is_none() {
+        task.started_at_ms = Some(now);
+    }
+    if to.is_terminal() {
+        task.finished_at_ms = Some(now);
+    }
+    task.state = to;
+    task.updated_at_ms = now;
+    if reason.is_some() {
+        task.reason = reason.clone();
+    }
+    if job_name.is_some() {
+        task.job_name = job_name;
+    }
+    if adapter.is_some() {
+        task.adapter = adapter;
+    }
+    if exit_code.is_some() {
+        task.exit_code = exit_code;
+    }
+    Ok(Applied { task, from, reason })
+}
+
 /// The submit-JSON names of the fields where a resubmission differs from the stored task.
-fn differing_fields(existing: &TaskRecord, new: &Checked) -> Vec<&'static str> {
+pub(crate) fn differing_fields(existing: &TaskRecord, new: &Checked) -> Vec<&'static str> {
     let t = &new.task;
     let mut fields = Vec::new();
     if existing.tenant != t.tenant {
