@@ -377,12 +377,13 @@ pub fn line_diff(expected: &str, actual: &str, context: usize) -> String {
             ops.push((' ', a[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(('+', b[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // On a tie the expected line goes first: `-` before `+`, as diff(1) shows them.
             ops.push(('-', a[i]));
             i += 1;
+        } else {
+            ops.push(('+', b[j]));
+            j += 1;
         }
     }
     let changed: Vec<usize> = ops
@@ -761,11 +762,14 @@ mod tests {
             "",
             &mut problems,
         );
+        // One line per difference; their order follows the JSON map's key order, which depends
+        // on serde_json's features in the build, so compare them sorted.
+        problems.sort();
         assert_eq!(
             problems,
             [
+                "spec.containers[name=a].cpu: missing (expected 1)",
                 "spec.containers[name=a].image: expected \"x:2\", got \"x:1\"",
-                "spec.containers[name=a].cpu: missing (expected 1)"
             ]
         );
     }

@@ -107,6 +107,18 @@ pub(crate) async fn read_own_pod(
     match crate::config::base_pod::from_api(client.clone(), &namespace, &name).await {
         Ok(pod) => {
             tracing::info!(adapters = %needing.join(", "), "read the host's own pod as the base of the overlord-copy adapters");
+            // The peons run as the host's own service account, as Druid's do: the operator chose
+            // it by deploying taskpod, so the output policy allows it (as the importer does for
+            // the overlord pod file).
+            let account = serde_json::from_str::<serde_json::Value>(&pod)
+                .ok()
+                .and_then(|p| p["spec"]["serviceAccountName"].as_str().map(str::to_owned));
+            if let Some(account) = account
+                && !config.policy.service_accounts.contains(&account)
+            {
+                tracing::info!(service_account = %account, "the host's own service account is allowed by the output policy for the overlord-copy adapters' Jobs");
+                config.policy.service_accounts.push(account);
+            }
             config.own_pod = Some(pod);
             Ok(())
         }
@@ -346,6 +358,13 @@ routing:
             .unwrap();
         let own = inside.own_pod.clone().unwrap();
         assert!(own.contains("druid-overlord"), "{own}");
+        assert!(
+            inside
+                .policy
+                .service_accounts
+                .contains(&"druid-overlord".to_owned()),
+            "the host's own service account is allowed for its peons"
+        );
         let runtime =
             crate::adapters::Runtime::new(crate::adapters::RuntimeOptions::default()).unwrap();
         let renderer = crate::render::Renderer::new(inside, runtime).unwrap();
