@@ -3,17 +3,21 @@
 //! state. Druid tasks through pod-template, overlord-single (base pod from a file) and
 //! overlord-multi (kubexit with a sidecar that never exits on its own, and native sidecars); a
 //! payload that spills into a ConfigMap owned by the Job; a Teraslice execution (Job, worker
-//! Deployment and Service; workers available as the task's progress; companions deleted with
-//! the Job and on cancel); a Samza job of three containers, one failing once and restarted.
+//! Deployment and Service; workers available as the task's progress, also through
+//! `GET /v1/tasks/{id}`; companions deleted with the Job and on cancel); a Samza job of three containers, one failing once and restarted.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::kube::api::{Api, DeleteParams, ListParams, PostParams};
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use taskpod::api::{self, ApiState};
 use taskpod::config::Config;
 use taskpod::runner::{CancelMode, Runner};
 use taskpod::store::{Store, StoreOptions, TaskRecord, TaskState};
@@ -21,6 +25,7 @@ use taskpod::task::SubmittedTask;
 use taskpod_sim::controllers::behavior::Behavior;
 use taskpod_sim::controllers::{ControllerConfig, NodeSpec};
 use taskpod_sim::{Sim, SimOptions};
+use tower::ServiceExt;
 
 /// What the simulated containers do: peons run half a second; Druid's log-shipping sidecar and
 /// Teraslice's workers never exit on their own; the Teraslice execution controller runs long
@@ -515,6 +520,27 @@ async fn teraslice_execution_runs_with_its_workers_and_its_companions_go_with_th
         env.runner.progress(&id).as_deref() == Some(want.as_str())
     })
     .await;
+    // The same through the HTTP API: GET /v1/tasks/{id} carries it as `progress`.
+    let state = ApiState::new(env.runner.clone());
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(format!("/v1/tasks/{id}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = api::router(state.clone())
+        .oneshot(request)
+        .await
+        .expect("GET task");
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON body");
+    assert_eq!(body["progress"], serde_json::json!(want), "{body}");
+    state.close_streams();
     let worker_pods = env
         .api::<Pod>()
         .list(&ListParams::default().labels("app.kubernetes.io/component=worker"))
