@@ -82,6 +82,24 @@
 //! Native builds of the same crate are ordinary Rust libraries: test the adapter by calling
 //! `<Minimal as Adapter>::adapt` directly, and read its log messages with [`log::take`].
 //!
+//! # From a new project to a running adapter
+//!
+//! `taskpod adapter new my-adapter --lang rust` creates a crate with a starter adapter, its
+//! configuration and a test case; then, in it:
+//!
+//! ```text
+//! cargo test                                                     # natively
+//! cargo build --target wasm32-wasip2 --release --target-dir target
+//! taskpod adapter check target/wasm32-wasip2/release/my_adapter.wasm --config config.yaml
+//! taskpod adapter test  target/wasm32-wasip2/release/my_adapter.wasm --config config.yaml --cases cases
+//! taskpod demo --adapter target/wasm32-wasip2/release/my_adapter.wasm --adapter-config config.yaml
+//! ```
+//!
+//! `adapter test` renders each case's task exactly as the host would create the Job and
+//! compares it with the expected YAML (whole, or fragments that must be contained);
+//! `adapter bench` prints the call's latency percentiles. The walk-through, with the Python and
+//! JavaScript SDKs beside this one, is `docs/writing-an-adapter.md` in the taskpod repository.
+//!
 //! # Performance
 //!
 //! The host runs every call in a fresh instance, so nothing is cached between calls and every
@@ -91,6 +109,8 @@
 //! serialisation. On the project's 2-core machines the built-in `pod-template` adapter takes
 //! about 16 µs natively and 55–75 µs per call in a fresh sandbox, of which about 15 µs is
 //! instantiation.
+
+#![warn(missing_docs)]
 
 pub mod error;
 pub mod k8s;
@@ -102,6 +122,7 @@ pub mod types;
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
+#[allow(missing_docs)] // generated bindings
 pub mod __guest {
     //! Re-export of the component glue for [`crate::export_adapter!`].
     pub use crate::guest::*;
