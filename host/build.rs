@@ -115,10 +115,13 @@ fn main() -> anyhow::Result<()> {
     // No DWARF in the guests (12 MB → 1 MB each, much faster to compile and cache; traps are
     // still named from the name section) and wasm SIMD, which wasmtime compiles to native vector
     // instructions. Fat LTO with one codegen unit was measured with `taskpod bench adapters` and
-    // gave no gain, so the guests keep the workspace's release profile otherwise.
+    // gave no gain, so the guests keep the workspace's release profile otherwise. An initial
+    // linear memory of 4 MiB (1 MiB of it stack) instead of the linker's stack + data: a call
+    // then never grows its memory, and growing is an `mprotect` on the host each time (and
+    // another to take it back when the pooled slot is reused). Untouched pages cost nothing.
     cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false").env(
         "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
-        "-Ctarget-feature=+simd128",
+        "-Ctarget-feature=+simd128 -Clink-arg=--initial-memory=4194304",
     );
     for (key, _) in env::vars_os() {
         let Some(key_str) = key.to_str() else {

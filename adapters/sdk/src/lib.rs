@@ -106,9 +106,12 @@
 //! page of linear memory the call touches is a new page fault on the host. Parse only the
 //! template you use, avoid large zero-initialised buffers (this is why [`payload::encode`] has
 //! its own small gzip encoder), and prefer building typed objects once over repeated
-//! serialisation. On the project's 2-core machines the built-in `pod-template` adapter takes
-//! about 16 µs natively and 55–75 µs per call in a fresh sandbox, of which about 15 µs is
-//! instantiation.
+//! serialisation. Small allocations come from a bump arena ([`heap`], the `arena` feature),
+//! so freeing costs nothing; keep whole-call buffers large rather than many small ones
+//! that are freed. Link with an initial memory large enough for a call (the built-ins use
+//! `-Clink-arg=--initial-memory=4194304`): a call that has to grow its memory pays an
+//! `mprotect` on the host for each growth. `BENCHMARKS.md` has the current figures of the
+//! built-in `pod-template` adapter natively and in a fresh sandbox.
 
 #![warn(missing_docs)]
 
@@ -130,6 +133,16 @@ pub mod __guest {
 
 #[cfg(target_arch = "wasm32")]
 mod guest;
+
+#[cfg(feature = "arena")]
+#[allow(unsafe_code)] // A `GlobalAlloc` implementation; its invariants are argued in heap.rs.
+pub mod heap;
+
+/// The guest's allocator: a bump arena for small blocks (see [`heap`]); the `arena` feature
+/// (on by default) installs it, turn it off to bring your own `#[global_allocator]`.
+#[cfg(all(target_arch = "wasm32", feature = "arena"))]
+#[global_allocator]
+static HEAP: heap::Arena = heap::Arena::new();
 
 pub use types::*;
 
