@@ -2,15 +2,17 @@
 //! points — during start-up and restore as well as while serving — at least 20 times during a
 //! run of 500 tasks submitted over HTTP, and restarted on the same store each time. At the end
 //! every acknowledged task is terminal with the outcome its type dictates (succeeded, or failed
-//! with exit code 3), none is lost, and the simulated cluster's create counters show exactly one
-//! Job creation per task.
+//! with exit code 3), none is lost, every task's log holds its pod's output exactly once, and the
+//! simulated cluster's create counters show exactly one Job creation per task.
 
 mod chaos;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaos::{Cluster, check_outcomes, delay, plan, sigkill, submit_all, wait_all_terminal};
+use chaos::{
+    Cluster, check_logs, check_outcomes, delay, plan, sigkill, submit_all, wait_all_terminal,
+};
 use rand::Rng;
 use tokio::sync::watch;
 
@@ -60,5 +62,6 @@ async fn sigkill_at_random_points_loses_no_task_and_creates_no_job_twice() {
     );
     let tasks = wait_all_terminal(&cluster, &host, &plan, 90).await;
     check_outcomes(&cluster, &plan, &acked, &tasks);
+    check_logs(&host, &plan).await;
     host.kill().await;
 }

@@ -5,14 +5,15 @@
 //! seconds so that resuming watches get 410 Gone and relist. The host is also SIGKILLed and
 //! restarted a few times. At the end every task is terminal with the outcome its type dictates
 //! (succeeded with exit code 0, or failed with reason `exit-code` and exit code 3), every
-//! succeeded task went through `running` (no missed transition), and no Job was created twice.
+//! succeeded task went through `running` (no missed transition), every log holds its pod's output
+//! exactly once, and no Job was created twice.
 
 mod chaos;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaos::{Cluster, check_outcomes, delay, plan, submit_all, wait_all_terminal};
+use chaos::{Cluster, check_logs, check_outcomes, delay, plan, submit_all, wait_all_terminal};
 use taskpod::store::TaskState;
 use tokio::sync::watch;
 
@@ -66,6 +67,7 @@ async fn api_errors_dropped_watches_and_410_gone_miss_no_transition() {
     compactor.abort();
     faults.clear();
     check_outcomes(&cluster, &plan, &acked, &tasks);
+    check_logs(&host, &plan).await;
     // The faults really reached the clients.
     let counters = cluster.sim.counters();
     let faults = counters.snapshot().faults;

@@ -57,16 +57,29 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
             follow: true,
             ..LogParams::default()
         };
+        // What an earlier follower (before a restart of the host) stored is not stored twice.
+        let Ok(Some(record)) = worker.store.get(&task).await else {
+            return;
+        };
+        let mut skip = record.log_bytes;
         let Ok(reader) = worker.kube.pods().log_stream(&pod, &params).await else {
             return;
         };
         futures::pin_mut!(reader);
         loop {
-            let chunk = match reader.fill_buf().await {
+            let mut chunk = match reader.fill_buf().await {
                 Ok([]) | Err(_) => return,
                 Ok(bytes) => bytes.to_vec(),
             };
             reader.consume_unpin(chunk.len());
+            if skip > 0 {
+                let n = usize::try_from(skip).unwrap_or(usize::MAX).min(chunk.len());
+                chunk.drain(..n);
+                skip -= n as u64;
+                if chunk.is_empty() {
+                    continue;
+                }
+            }
             let len = chunk.len() as u64;
             if worker.store.append_log(&task, chunk).await.is_err() {
                 return;
@@ -88,7 +101,8 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
 }
 
 /// Stores the rest of the task's log once its pod ended: waits (bounded) for the follower to
-/// drain, then stores the bytes of the whole log that the follower did not.
+/// drain, then stores the bytes of the whole log that are not stored yet (by a follower, or
+/// before the host restarted), so a log is never stored twice.
 pub(super) async fn capture(
     inner: &Inner,
     id: &str,
@@ -114,6 +128,10 @@ pub(super) async fn capture(
         if followed == pod {
             already = stored.load(Ordering::SeqCst);
         }
+    }
+    // The store holds what every follower stored, this host's and those before a restart.
+    if let Ok(Some(record)) = inner.store.get(id).await {
+        already = already.max(record.log_bytes);
     }
     match crate::kube::retry(5, || inner.kube.pod_log(pod, container)).await {
         Ok(Some(log)) => {

@@ -431,6 +431,38 @@ pub fn check_outcomes(
     );
 }
 
+/// Checks every task's log (read over HTTP): the lines its pod wrote, each stored once.
+pub async fn check_logs(host: &Host, plan: &[(String, Expect)]) {
+    let mut wrong = Vec::new();
+    for (id, expect) in plan {
+        let mut log = Vec::new();
+        timeout(
+            Duration::from_secs(10),
+            host.client.log(id, false, |chunk| {
+                log.extend_from_slice(chunk);
+                Ok(())
+            }),
+        )
+        .await
+        .expect("log in time")
+        .expect("log");
+        let text = String::from_utf8_lossy(&log);
+        let lines: &[&str] = match expect {
+            Expect::Success => &["hello from the task", "done"],
+            Expect::ExitCode3 => &["about to fail"],
+        };
+        if lines.iter().any(|line| text.matches(line).count() != 1) {
+            wrong.push(format!("{id}: {text:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} task logs lost or stored twice: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+}
+
 /// Random delay in `[lo, hi)` milliseconds.
 pub fn delay(rng: &mut StdRng, lo: u64, hi: u64) -> Duration {
     Duration::from_millis(rng.random_range(lo..hi))
