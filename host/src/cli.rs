@@ -25,6 +25,7 @@ pub use adapter::AdapterCommand;
 pub use demo::DemoArgs;
 pub use remote::{
     CancelArgs, CapacityArgs, ListArgs, LogsArgs, ServerArg, ServiceError, StatusArgs, SubmitArgs,
+    TenantArgs,
 };
 pub use serve::{ServeArgs, SimArgs};
 
@@ -85,6 +86,28 @@ pub enum Command {
     Logs(LogsArgs),
     /// Show or change the capacity (most Jobs in flight).
     Capacity(CapacityArgs),
+    /// Tenants: hash a token for the config, list tenants, hold/drain/resume one.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+/// `taskpod tenant …`
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Print the sha256 of an API token, for `tokenSha256` in the config. Reads the token from
+    /// standard input (so it stays out of the shell history) unless given.
+    HashToken {
+        /// The token; absent: the first line of standard input.
+        token: Option<String>,
+    },
+    /// List the tenants with their queue, switches and quotas.
+    List(TenantArgs),
+    /// Stop launching a tenant's queued tasks (running ones continue).
+    Hold(TenantArgs),
+    /// Refuse a tenant's new submissions (queued and running ones continue).
+    Drain(TenantArgs),
+    /// Lift a tenant's hold and drain.
+    Resume(TenantArgs),
 }
 
 /// Arguments of `taskpod render`.
@@ -230,6 +253,40 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Logs(args) => Ok(remote::logs(&args, out)?),
         Command::Capacity(args) => Ok(remote::capacity(&args, out)?),
         Command::Adapter(command) => adapter::run(command, out),
+        Command::Tenant(TenantCommand::HashToken { token }) => {
+            let token = match token {
+                Some(token) => token,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|error| CliError::Write {
+                            what: "the token from standard input".to_owned(),
+                            error,
+                        })?;
+                    line
+                }
+            };
+            if token.trim().is_empty() {
+                return Err(CliError::Service(ServiceError::Start(
+                    "no token given: pass it as an argument or on standard input".to_owned(),
+                )));
+            }
+            writeln!(out, "{}", crate::tenants::hash_token(&token)).map_err(|error| {
+                CliError::Write {
+                    what: "standard output".to_owned(),
+                    error,
+                }
+            })
+        }
+        Command::Tenant(TenantCommand::List(args)) => Ok(remote::tenant(&args, None, out)?),
+        Command::Tenant(TenantCommand::Hold(args)) => Ok(remote::tenant(&args, Some("hold"), out)?),
+        Command::Tenant(TenantCommand::Drain(args)) => {
+            Ok(remote::tenant(&args, Some("drain"), out)?)
+        }
+        Command::Tenant(TenantCommand::Resume(args)) => {
+            Ok(remote::tenant(&args, Some("resume"), out)?)
+        }
         Command::Bench(BenchCommand::Runner {
             tasks,
             jobs,

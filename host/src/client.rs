@@ -15,7 +15,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 
-use crate::api::{CapacityView, ErrorBody, EventView, ListView, SubmitView, TaskDetail, TaskView};
+use crate::api::{
+    AdapterView, CapacityView, ErrorBody, EventView, ListView, SubmitView, TaskDetail, TaskView,
+    TenantView,
+};
 
 /// Default API address (`--server`, env `TASKPOD_SERVER`).
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -70,6 +73,18 @@ pub enum ClientError {
 pub struct Client {
     base: String,
     http: HyperClient<HttpConnector, Full<Bytes>>,
+    /// The bearer token sent with every request (never printed: see the `Debug` below).
+    token: Option<Token>,
+}
+
+/// A bearer token whose `Debug` hides it.
+#[derive(Clone)]
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
 }
 
 /// Filters of [`Client::list`].
@@ -119,7 +134,21 @@ impl Client {
             });
         }
         let http = HyperClient::builder(TokioExecutor::new()).build_http();
-        Ok(Client { base, http })
+        Ok(Client {
+            base,
+            http,
+            token: None,
+        })
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every request (servers with tenants or an
+    /// admin token configured require it). An empty token sends none.
+    pub fn with_token(mut self, token: Option<&str>) -> Client {
+        self.token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| Token(t.to_owned()));
+        self
     }
 
     /// The server's base URL.
@@ -143,6 +172,9 @@ impl Client {
         let mut hops = 0;
         let resp = loop {
             let mut req = Request::builder().method(method.clone()).uri(&uri);
+            if let Some(Token(token)) = &self.token {
+                req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+            }
             if let Some(content_type) = content_type {
                 req = req.header(http::header::CONTENT_TYPE, content_type);
             }
@@ -270,6 +302,29 @@ impl Client {
             Some((Bytes::from(body), "application/json")),
         )
         .await
+    }
+
+    /// `GET /v1/tenants`.
+    pub async fn tenants(&self) -> Result<Vec<TenantView>, ClientError> {
+        self.json(Method::GET, "/v1/tenants", None).await
+    }
+
+    /// `POST /v1/tenants/{name}/{action}` with `action` one of `hold`, `drain`, `resume`.
+    pub async fn tenant_action(&self, name: &str, action: &str) -> Result<TenantView, ClientError> {
+        let path = format!("/v1/tenants/{}/{action}", encode(name));
+        self.json(Method::POST, &path, None).await
+    }
+
+    /// `GET /v1/adapters`.
+    pub async fn adapters(&self) -> Result<Vec<AdapterView>, ClientError> {
+        self.json(Method::GET, "/v1/adapters", None).await
+    }
+
+    /// `POST /v1/adapters/{name}/reload`.
+    pub async fn reload_adapter(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/adapters/{}/reload", encode(name));
+        let _: serde_json::Value = self.json(Method::POST, &path, None).await?;
+        Ok(())
     }
 
     /// `GET /readyz`: true when the server answers 200.

@@ -22,6 +22,7 @@ use serde::{Deserialize, Deserializer};
 use crate::adapters::{self, ComponentSource};
 use crate::contract;
 use crate::policy::Policy;
+use crate::tenants::{self, AdminConfig, TenantConfig};
 
 /// Result alias of this module.
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -107,6 +108,12 @@ pub struct Config {
     pub store_backend: StoreConfig,
     /// High availability: several replicas elect a leader through a Kubernetes Lease.
     pub ha: Ha,
+    /// The admin's API tokens (hashed). With no admin token and no tenant, the API asks for no
+    /// authentication (single-tenant mode).
+    pub admin: AdminConfig,
+    /// The tenants: tokens, own adapters and routing, quotas, priority, weight, policy. Default
+    /// none (single-tenant mode: tasks name any tenant, default `default`).
+    pub tenants: Vec<TenantConfig>,
     /// Directory relative paths (adapter components, templates) are resolved against: the
     /// config file's directory. Not a YAML key.
     #[serde(skip)]
@@ -133,6 +140,8 @@ impl Default for Config {
             policy: Policy::default(),
             store_backend: StoreConfig::default(),
             ha: Ha::default(),
+            admin: AdminConfig::default(),
+            tenants: Vec::new(),
             base_dir: PathBuf::from("."),
             own_pod: None,
         }
@@ -172,6 +181,15 @@ pub struct AdapterBinding {
     /// Largest `backoffLimit` accepted with `allowRestartOnFailure`. Default 3.
     #[serde(default = "default_max_backoff")]
     pub max_backoff_limit: i32,
+    /// Consecutive failed calls (trap, timeout, memory, bad output) after which the adapter is
+    /// quarantined: its tasks fail at once with that reason until an admin reloads it
+    /// (`POST /v1/adapters/{name}/reload`). 0 never quarantines. Default 5.
+    #[serde(default = "default_quarantine_after")]
+    pub quarantine_after: u32,
+}
+
+fn default_quarantine_after() -> u32 {
+    5
 }
 
 fn empty_object() -> serde_json::Value {
@@ -680,7 +698,8 @@ impl Config {
                 ));
             }
         }
-        if self.adapters.is_empty() {
+        let tenant_adapters = self.tenants.iter().map(|t| t.adapters.len()).sum::<usize>();
+        if self.adapters.is_empty() && tenant_adapters == 0 {
             return Err(invalid(
                 "adapters",
                 "no adapter configured: add one, e.g. `adapters: [{name: pod-template, component: \
@@ -690,70 +709,16 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for (i, adapter) in self.adapters.iter().enumerate() {
-            let key = format!("adapters[{i}]");
-            if !contract::is_dns1123_label(&adapter.name) {
-                return Err(invalid(
-                    &format!("{key}.name"),
-                    format!("{:?} must be a DNS-1123 label", adapter.name),
-                ));
-            }
-            if !names.insert(adapter.name.as_str()) {
-                return Err(invalid(
-                    &format!("{key}.name"),
-                    format!("adapter name {:?} is used twice", adapter.name),
-                ));
-            }
-            if adapter.component.trim().is_empty() {
-                return Err(invalid(
-                    &format!("{key}.component"),
-                    "empty: use `builtin:pod-template` or the path of a .wasm component".to_owned(),
-                ));
-            }
-            if let Some(name) = adapter.component.strip_prefix(adapters::BUILTIN_PREFIX)
-                && !adapters::BUILTINS.iter().any(|(b, _)| *b == name)
-            {
-                return Err(invalid(
-                    &format!("{key}.component"),
-                    format!(
-                        "no built-in adapter {name:?}; built-ins: {}",
-                        adapters::BUILTINS
-                            .iter()
-                            .map(|(b, _)| format!("builtin:{b}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-            let limits = &adapter.limits;
-            if limits.memory.0 < (1 << 20) || limits.memory.0 > (1 << 30) {
-                return Err(invalid(
-                    &format!("{key}.limits.memory"),
-                    format!("{} bytes is outside 1Mi..=1Gi", limits.memory.0),
-                ));
-            }
-            if limits.timeout.0.is_zero() || limits.timeout.0 > Duration::from_secs(60) {
-                return Err(invalid(
-                    &format!("{key}.limits.timeout"),
-                    format!("{} is outside (0s, 60s]", limits.timeout),
-                ));
-            }
-            if limits.max_output.0 == 0 || limits.max_output.0 > (256 << 20) {
-                return Err(invalid(
-                    &format!("{key}.limits.maxOutput"),
-                    format!("{} bytes is outside 1..=256Mi", limits.max_output.0),
-                ));
-            }
-            if limits.concurrency == 0 || limits.concurrency > 1024 {
-                return Err(invalid(
-                    &format!("{key}.limits.concurrency"),
-                    format!("{} is outside 1..=1024", limits.concurrency),
-                ));
-            }
-            if adapter.max_backoff_limit < 0 {
-                return Err(invalid(
-                    &format!("{key}.maxBackoffLimit"),
-                    "must not be negative".to_owned(),
-                ));
+            validate_adapter(&format!("adapters[{i}]"), adapter, &mut names, true)?;
+        }
+        for (t, tenant) in self.tenants.iter().enumerate() {
+            for (i, adapter) in tenant.adapters.iter().enumerate() {
+                validate_adapter(
+                    &format!("tenants[{t}].adapters[{i}]"),
+                    adapter,
+                    &mut names,
+                    false,
+                )?;
             }
         }
         let known = |name: &str| self.adapters.iter().any(|a| a.name == name);
@@ -818,6 +783,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_tenants()?;
         let runner = &self.runner;
         if runner.max_task_duration.0.as_secs() == 0 {
             return Err(invalid(
@@ -869,6 +835,150 @@ impl Config {
         }
     }
 
+    /// Checks `admin` and `tenants`: names, token digests, weights, quotas and the tenants'
+    /// routing (own adapters or shared ones).
+    fn validate_tenants(&self) -> Result<()> {
+        let invalid = |key: String, message: String| ConfigError::Invalid { key, message };
+        let mut digests: std::collections::HashMap<String, String> =
+            std::collections::HashMap::new();
+        let mut check_digest = |key: String, digest: &str| -> Result<()> {
+            if !tenants::is_sha256_hex(digest) {
+                return Err(invalid(
+                    key,
+                    "not a sha256 digest (64 lower-case hex digits); store the token's hash, \
+                     printed by `taskpod tenant hash-token`, never the token itself"
+                        .to_owned(),
+                ));
+            }
+            if let Some(first) = digests.insert(digest.to_owned(), key.clone()) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "the same token is already given at `{first}`; every token must identify one principal"
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        for (i, digest) in self.admin.token_sha256.iter().enumerate() {
+            check_digest(format!("admin.tokenSha256[{i}]"), digest)?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (t, tenant) in self.tenants.iter().enumerate() {
+            let key = format!("tenants[{t}]");
+            if !contract::is_dns1123_label(&tenant.name) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!(
+                        "{:?} must be a DNS-1123 label (lower-case letters, digits, `-`)",
+                        tenant.name
+                    ),
+                ));
+            }
+            if !seen.insert(tenant.name.as_str()) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("tenant {:?} is configured twice", tenant.name),
+                ));
+            }
+            for (i, digest) in tenant.token_sha256.iter().enumerate() {
+                check_digest(format!("{key}.tokenSha256[{i}]"), digest)?;
+            }
+            if tenant.weight == 0 || tenant.weight > 1000 {
+                return Err(invalid(
+                    format!("{key}.weight"),
+                    format!("{} is outside 1..=1000", tenant.weight),
+                ));
+            }
+            let quotas = &tenant.quotas;
+            if quotas.max_running == Some(0) {
+                return Err(invalid(
+                    format!("{key}.quotas.maxRunning"),
+                    "must be at least 1 (use a hold to stop launches)".to_owned(),
+                ));
+            }
+            if let Some(policy) = &tenant.policy {
+                policy
+                    .validate()
+                    .map_err(|(k, message)| invalid(format!("{key}.policy.{k}"), message))?;
+            }
+            let usable = |name: &str| {
+                self.adapters.iter().any(|a| a.name == name)
+                    || tenant.adapters.iter().any(|a| a.name == name)
+            };
+            let why = |name: &str| {
+                if self
+                    .tenants
+                    .iter()
+                    .any(|o| o.adapters.iter().any(|a| a.name == name))
+                {
+                    format!(
+                        "adapter {name:?} belongs to another tenant; use a shared one from `adapters` or one of this tenant's `adapters`"
+                    )
+                } else {
+                    format!(
+                        "no adapter named {name:?} in `adapters` or in this tenant's `adapters`"
+                    )
+                }
+            };
+            if let Some(default) = &tenant.routing.default
+                && !usable(default)
+            {
+                return Err(invalid(format!("{key}.routing.default"), why(default)));
+            }
+            for (task_type, name) in &tenant.routing.by_type {
+                if !usable(name) {
+                    return Err(invalid(
+                        format!("{key}.routing.byType.{task_type}"),
+                        why(name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every adapter binding: the shared ones, then each tenant's, with their key paths and
+    /// owning tenant.
+    pub fn bindings(&self) -> Vec<(String, Option<&str>, &AdapterBinding)> {
+        let mut out: Vec<(String, Option<&str>, &AdapterBinding)> = self
+            .adapters
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format!("adapters[{i}]"), None, b))
+            .collect();
+        for (t, tenant) in self.tenants.iter().enumerate() {
+            for (i, b) in tenant.adapters.iter().enumerate() {
+                out.push((
+                    format!("tenants[{t}].adapters[{i}]"),
+                    Some(tenant.name.as_str()),
+                    b,
+                ));
+            }
+        }
+        out
+    }
+
+    /// The adapter a task of `tenant` and `task_type` is routed to: the tenant's `routing`
+    /// first (its `byType`, then its `default`), then the top-level routing.
+    pub fn route_for(&self, tenant: &str, task_type: &str) -> Option<&AdapterBinding> {
+        if let Some(config) = self.tenants.iter().find(|t| t.name == tenant) {
+            let name = config
+                .routing
+                .by_type
+                .get(task_type)
+                .or(config.routing.default.as_ref());
+            if let Some(name) = name {
+                return self
+                    .adapters
+                    .iter()
+                    .chain(config.adapters.iter())
+                    .find(|a| &a.name == name);
+            }
+        }
+        self.route(task_type)
+    }
+
     /// The adapter a task of `task_type` is routed to.
     pub fn route(&self, task_type: &str) -> Option<&AdapterBinding> {
         let name = self
@@ -904,11 +1014,15 @@ impl Config {
 
     /// Reads an adapter's base pod (`basePod`) as JSON, when the binding names one.
     pub fn read_base_pod(&self, index: usize) -> Result<Option<String>> {
-        let binding = &self.adapters[index];
+        self.read_base_pod_of(&self.adapters[index], &format!("adapters[{index}]"))
+    }
+
+    /// Reads a binding's base pod; `key` is the binding's path (`tenants[0].adapters[1]`).
+    pub fn read_base_pod_of(&self, binding: &AdapterBinding, key: &str) -> Result<Option<String>> {
         let Some(file) = &binding.base_pod else {
             return Ok(None);
         };
-        let key = format!("adapters[{index}].basePod");
+        let key = format!("{key}.basePod");
         base_pod::from_file(&self.base_dir.join(file))
             .map(Some)
             .map_err(|message| ConfigError::Invalid { key, message })
@@ -928,6 +1042,7 @@ impl Config {
     pub fn needs_own_pod(&self) -> Vec<&AdapterBinding> {
         self.adapters
             .iter()
+            .chain(self.tenants.iter().flat_map(|t| t.adapters.iter()))
             .filter(|b| b.component.starts_with("builtin:overlord-") && b.base_pod.is_none())
             .collect()
     }
@@ -935,12 +1050,18 @@ impl Config {
     /// The pod template files of adapter `index`, by template name, for reading (and re-reading
     /// when they change, as `serve` does).
     pub fn template_files(&self, index: usize) -> Vec<TemplateFile> {
-        self.adapters[index]
+        self.template_files_of(&self.adapters[index], &format!("adapters[{index}]"))
+    }
+
+    /// The pod template files of a binding; `key` is the binding's path
+    /// (`tenants[0].adapters[1]`).
+    pub fn template_files_of(&self, binding: &AdapterBinding, key: &str) -> Vec<TemplateFile> {
+        binding
             .templates
             .iter()
             .map(|(name, file)| TemplateFile {
                 name: name.clone(),
-                key: format!("adapters[{index}].templates.{name}"),
+                key: format!("{key}.templates.{name}"),
                 path: self.base_dir.join(file),
             })
             .collect()
@@ -980,6 +1101,88 @@ impl TemplateFile {
     }
 }
 
+/// Checks one adapter binding (`key` is its path, e.g. `adapters[0]`); `names` collects the
+/// names seen so far, which must be unique across the file. `check_builtin` refuses an unknown
+/// `builtin:` name here (a tenant's adapter is checked when it is loaded instead, so that a
+/// missing one disables only that tenant).
+fn validate_adapter<'a>(
+    key: &str,
+    adapter: &'a AdapterBinding,
+    names: &mut std::collections::HashSet<&'a str>,
+    check_builtin: bool,
+) -> Result<()> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        key: key.to_owned(),
+        message,
+    };
+    if !contract::is_dns1123_label(&adapter.name) {
+        return Err(invalid(
+            &format!("{key}.name"),
+            format!("{:?} must be a DNS-1123 label", adapter.name),
+        ));
+    }
+    if !names.insert(adapter.name.as_str()) {
+        return Err(invalid(
+            &format!("{key}.name"),
+            format!("adapter name {:?} is used twice", adapter.name),
+        ));
+    }
+    if adapter.component.trim().is_empty() {
+        return Err(invalid(
+            &format!("{key}.component"),
+            "empty: use `builtin:pod-template` or the path of a .wasm component".to_owned(),
+        ));
+    }
+    if let Some(name) = adapter.component.strip_prefix(adapters::BUILTIN_PREFIX)
+        && check_builtin
+        && !adapters::BUILTINS.iter().any(|(b, _)| *b == name)
+    {
+        return Err(invalid(
+            &format!("{key}.component"),
+            format!(
+                "no built-in adapter {name:?}; built-ins: {}",
+                adapters::BUILTINS
+                    .iter()
+                    .map(|(b, _)| format!("builtin:{b}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let limits = &adapter.limits;
+    if limits.memory.0 < (1 << 20) || limits.memory.0 > (1 << 30) {
+        return Err(invalid(
+            &format!("{key}.limits.memory"),
+            format!("{} bytes is outside 1Mi..=1Gi", limits.memory.0),
+        ));
+    }
+    if limits.timeout.0.is_zero() || limits.timeout.0 > Duration::from_secs(60) {
+        return Err(invalid(
+            &format!("{key}.limits.timeout"),
+            format!("{} is outside (0s, 60s]", limits.timeout),
+        ));
+    }
+    if limits.max_output.0 == 0 || limits.max_output.0 > (256 << 20) {
+        return Err(invalid(
+            &format!("{key}.limits.maxOutput"),
+            format!("{} bytes is outside 1..=256Mi", limits.max_output.0),
+        ));
+    }
+    if limits.concurrency == 0 || limits.concurrency > 1024 {
+        return Err(invalid(
+            &format!("{key}.limits.concurrency"),
+            format!("{} is outside 1..=1024", limits.concurrency),
+        ));
+    }
+    if adapter.max_backoff_limit < 0 {
+        return Err(invalid(
+            &format!("{key}.maxBackoffLimit"),
+            "must not be negative".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1008,5 +1211,99 @@ mod tests {
         assert_eq!(parse_size("1024"), Ok(1024));
         assert!(parse_size("12parsecs").is_err());
         assert!(parse_size("Mi").is_err());
+    }
+}
+
+#[cfg(test)]
+mod tenant_tests {
+    use super::*;
+
+    fn load(tenants: &str) -> Result<Config> {
+        let text =
+            format!("adapters:\n  - name: tpl\n    component: builtin:pod-template\n{tenants}");
+        let config = Config::from_yaml(&text).map_err(|message| ConfigError::Parse {
+            path: PathBuf::from("test.yaml"),
+            message,
+        })?;
+        config.validate().map(|()| config)
+    }
+
+    fn key_of(result: Result<Config>) -> String {
+        match result {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid key, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tenants_are_checked_and_errors_name_the_key() {
+        let digest = crate::tenants::hash_token("t");
+        assert!(
+            load(&format!(
+                "tenants:\n  - name: acme\n    tokenSha256: [{digest}]\n"
+            ))
+            .is_ok()
+        );
+        assert_eq!(
+            key_of(load(
+                "tenants:\n  - name: acme\n    tokenSha256: [my-plain-token]\n"
+            )),
+            "tenants[0].tokenSha256[0]"
+        );
+        assert_eq!(
+            key_of(load(&format!(
+                "admin:\n  tokenSha256: [{digest}]\ntenants:\n  - name: acme\n    tokenSha256: [{digest}]\n"
+            ))),
+            "tenants[0].tokenSha256[0]",
+            "one token, two principals"
+        );
+        assert_eq!(
+            key_of(load("tenants:\n  - name: Acme\n")),
+            "tenants[0].name"
+        );
+        assert_eq!(
+            key_of(load("tenants:\n  - name: a\n  - name: a\n")),
+            "tenants[1].name"
+        );
+        assert!(load("tenants:\n  - name: a\n    quotas: {maxCpu: lots}\n").is_err());
+        assert_eq!(
+            key_of(load("tenants:\n  - name: a\n    weight: 0\n")),
+            "tenants[0].weight"
+        );
+        // A tenant may route to shared adapters and its own, never to another tenant's.
+        let two = "tenants:\n  - name: a\n    adapters: [{name: mine, component: builtin:pod-template}]\n    routing: {default: mine}\n  - name: b\n    routing: {byType: {index: mine}}\n";
+        assert_eq!(key_of(load(two)), "tenants[1].routing.byType.index");
+        // A tenant's adapter naming an unknown built-in is left to load time (it disables only
+        // the tenant), but adapter names stay unique across the file.
+        assert!(
+            load("tenants:\n  - name: a\n    adapters: [{name: x, component: builtin:nope}]\n")
+                .is_ok()
+        );
+        assert_eq!(
+            key_of(load(
+                "tenants:\n  - name: a\n    adapters: [{name: tpl, component: builtin:pod-template}]\n"
+            )),
+            "tenants[0].adapters[0].name"
+        );
+    }
+
+    #[test]
+    fn tenants_route_their_own_types_first() {
+        let config = load(
+            "tenants:\n  - name: a\n    adapters: [{name: mine, component: builtin:pod-template}]\n    routing: {byType: {special: mine}}\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.route_for("a", "special").map(|b| b.name.as_str()),
+            Some("mine")
+        );
+        assert_eq!(
+            config.route_for("a", "index").map(|b| b.name.as_str()),
+            Some("tpl")
+        );
+        assert_eq!(
+            config.route_for("b", "special").map(|b| b.name.as_str()),
+            Some("tpl")
+        );
     }
 }

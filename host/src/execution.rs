@@ -329,7 +329,6 @@ pub async fn apply(
                 let adapter = renderer
                     .adapters()
                     .find(|a| a.name() == name)
-                    .cloned()
                     .ok_or_else(|| invalid("adapter", format!("`{name}` is not loaded")))?;
                 let config = config.clone();
                 tokio::task::spawn_blocking(move || adapter.validate_config(&config))
@@ -401,7 +400,7 @@ pub async fn restore(runner: &Runner) -> Result<(), ExecutionError> {
             continue;
         }
         let config = with_strategy(runner, &name, &strategy)?;
-        let adapter = renderer.adapters().find(|a| a.name() == name).cloned();
+        let adapter = renderer.adapters().find(|a| a.name() == name);
         let checked = match adapter {
             Some(adapter) => {
                 let probe = config.clone();

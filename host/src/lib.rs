@@ -23,3 +23,4 @@ pub mod render;
 pub mod runner;
 pub mod store;
 pub mod task;
+pub mod tenants;

@@ -208,6 +208,8 @@ pub fn adapter_failure_reason(error: &RenderError) -> &'static str {
         RenderError::NoRoute { .. } => "no-route",
         RenderError::UnknownAdapter { .. } => "unknown-adapter",
         RenderError::Policy(_) => "policy",
+        RenderError::TenantDisabled { .. } => "tenant-disabled",
+        RenderError::Quarantined { .. } => "quarantined",
         RenderError::Adapter(e) => match e {
             E::InvalidTask { .. } => "invalid-task",
             E::InvalidConfig { .. } => "invalid-config",

@@ -19,12 +19,18 @@
 //!
 //! Per-tenant quotas and fair share plug in through [`LaunchPolicy`]: the queue keeps one
 //! ordered sub-queue per tenant and asks the policy which tenant's head task goes next. The
-//! default, [`PriorityOrder`], ignores tenants and takes the global best.
+//! default, [`PriorityOrder`], ignores tenants and takes the global best; [`FairShare`] (used
+//! when tenants are configured) applies each tenant's [`TenantRule`]: held tenants and tenants
+//! at `maxRunning` wait; among the others, tenants below their weighted share of the capacity
+//! go first (higher tenant priority first, then the least served), so one tenant's flood
+//! cannot starve another. Submissions beyond a tenant's `maxQueued` are refused by
+//! [`Queue::admit`]. Every count is rebuilt from the store on start, so quotas hold across
+//! restarts.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tokio::sync::Notify;
 
@@ -103,6 +109,126 @@ impl LaunchPolicy for PriorityOrder {
     }
 }
 
+/// What the fair share knows about one tenant (from `tenants[i]` and its hold switch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRule {
+    /// Most tasks in flight; `None`: only the global capacity.
+    pub max_running: Option<usize>,
+    /// Weight in the fair share (≥ 1).
+    pub weight: u32,
+    /// Higher is offered a free slot first among tenants below their share.
+    pub priority: i32,
+    /// Launch nothing of this tenant for now.
+    pub held: bool,
+}
+
+impl Default for TenantRule {
+    fn default() -> Self {
+        TenantRule {
+            max_running: None,
+            weight: 1,
+            priority: 0,
+            held: false,
+        }
+    }
+}
+
+/// Fair share between tenants with quotas, priorities and holds.
+///
+/// For a free slot, it drops tenants that are held or at their `maxRunning`; each remaining
+/// tenant's share is `capacity × weight / Σ weights` over the tenants with queued tasks. Tenants
+/// below their share come first, ordered by tenant priority (higher first), then by how much of
+/// their weight they use (`in_flight / weight`, lower first), then by their head task's priority
+/// and age. When every tenant is at or above its share, the least served (by `in_flight /
+/// weight`) launches, so capacity is never left idle while work waits. Tenants without a rule
+/// (not configured) get the default rule.
+#[derive(Debug, Clone, Default)]
+pub struct FairShare {
+    rules: Arc<RwLock<BTreeMap<String, TenantRule>>>,
+}
+
+impl FairShare {
+    /// A policy reading `rules` (shared with [`crate::tenants::Tenants`], so holds apply at
+    /// once; call [`Queue::rules_changed`] after a change).
+    pub fn new(rules: Arc<RwLock<BTreeMap<String, TenantRule>>>) -> FairShare {
+        FairShare { rules }
+    }
+}
+
+impl LaunchPolicy for FairShare {
+    fn choose(
+        &self,
+        candidates: &[Candidate<'_>],
+        _in_flight: usize,
+        capacity: usize,
+    ) -> Option<usize> {
+        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        let default = TenantRule::default();
+        let rule_of = |c: &Candidate<'_>| rules.get(&c.task.tenant).unwrap_or(&default);
+        let eligible: Vec<usize> = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                let rule = rule_of(c);
+                !rule.held && rule.max_running.is_none_or(|max| c.usage.in_flight < max)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if eligible.is_empty() {
+            return None;
+        }
+        let total_weight: u64 = candidates
+            .iter()
+            .map(|c| u64::from(rule_of(c).weight.max(1)))
+            .sum();
+        // in_flight / weight, compared exactly as in_flight × Σ / weight without division.
+        let used = |c: &Candidate<'_>| {
+            (c.usage.in_flight as u128 * 1_000_000) / u128::from(rule_of(c).weight.max(1))
+        };
+        let below_share = |c: &Candidate<'_>| {
+            // in_flight < capacity × weight / Σ weights
+            (c.usage.in_flight as u128) * u128::from(total_weight)
+                < (capacity as u128) * u128::from(rule_of(c).weight.max(1))
+        };
+        let order = |&i: &usize| {
+            let c = &candidates[i];
+            let below = below_share(c);
+            (
+                !below,
+                if below {
+                    Reverse(rule_of(c).priority)
+                } else {
+                    Reverse(0)
+                },
+                used(c),
+                Reverse(c.task.priority),
+                c.task.seq,
+            )
+        };
+        eligible.into_iter().min_by_key(order)
+    }
+}
+
+/// A submission admitted under a tenant's `maxQueued`: counts as queued until dropped (after
+/// the task is stored and pushed, or the submission failed).
+#[derive(Debug)]
+pub struct Admission<'a> {
+    queue: &'a Queue,
+    tenant: String,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        let mut state = self.queue.lock();
+        if let Some(n) = state.admitting.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                state.admitting.remove(&self.tenant);
+            }
+        }
+    }
+}
+
 /// A point-in-time view of the queue (for the API, metrics and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSnapshot {
@@ -135,6 +261,8 @@ struct State {
     /// In-flight task id → tenant.
     in_flight: HashMap<String, String>,
     tenants: HashMap<String, TenantQueue>,
+    /// Submissions admitted but not yet pushed, by tenant.
+    admitting: HashMap<String, usize>,
 }
 
 impl State {
@@ -260,6 +388,35 @@ impl Queue {
             self.changed.notify_waiters();
         }
         added
+    }
+
+    /// Admits one more submission of `tenant` if fewer than `max_queued` of its tasks wait
+    /// (counting admissions in progress); otherwise returns how many wait. Hold the admission
+    /// until the task is stored and pushed.
+    pub fn admit(&self, tenant: &str, max_queued: Option<usize>) -> Result<Admission<'_>, usize> {
+        let mut state = self.lock();
+        let waiting =
+            state.tenant_usage(tenant).pending + state.admitting.get(tenant).copied().unwrap_or(0);
+        if let Some(max) = max_queued
+            && waiting >= max
+        {
+            return Err(waiting);
+        }
+        *state.admitting.entry(tenant.to_owned()).or_default() += 1;
+        Ok(Admission {
+            queue: self,
+            tenant: tenant.to_owned(),
+        })
+    }
+
+    /// Wakes the launcher after the policy's rules changed (a hold lifted).
+    pub fn rules_changed(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// One tenant's usage.
+    pub fn tenant_usage(&self, tenant: &str) -> TenantUsage {
+        self.lock().tenant_usage(tenant)
     }
 
     /// Takes a pending task out of the queue (it was canceled). Returns it if it was pending.
@@ -426,4 +583,140 @@ fn insert_pending(state: &mut State, task: QueuedTask) {
         .order
         .insert(key(&task));
     state.pending.insert(task.id.clone(), task);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, tenant: &str, priority: i32, seq: i64) -> QueuedTask {
+        QueuedTask {
+            id: id.to_owned(),
+            tenant: tenant.to_owned(),
+            kind: "index".to_owned(),
+            priority,
+            seq,
+        }
+    }
+
+    fn fair(
+        capacity: usize,
+        rules: &[(&str, TenantRule)],
+    ) -> (Queue, Arc<RwLock<BTreeMap<String, TenantRule>>>) {
+        let rules = Arc::new(RwLock::new(
+            rules
+                .iter()
+                .map(|(n, r)| ((*n).to_owned(), r.clone()))
+                .collect(),
+        ));
+        let queue = Queue::with_policy(capacity, Box::new(FairShare::new(Arc::clone(&rules))));
+        (queue, rules)
+    }
+
+    /// Launches everything the queue gives now; returns the tenants in launch order.
+    fn drain(queue: &Queue) -> Vec<String> {
+        std::iter::from_fn(|| queue.try_next().map(|t| t.tenant)).collect()
+    }
+
+    #[test]
+    fn a_flood_gets_only_its_share_while_another_tenant_waits() {
+        let (queue, _) = fair(4, &[]);
+        for i in 0..20 {
+            queue.push(task(&format!("a{i}"), "a", 0, i));
+        }
+        queue.push(task("b0", "b", 0, 100));
+        queue.push(task("b1", "b", 0, 101));
+        let launched = drain(&queue);
+        assert_eq!(
+            launched.iter().filter(|t| *t == "b").count(),
+            2,
+            "{launched:?}"
+        );
+        assert_eq!(launched.len(), 4);
+    }
+
+    #[test]
+    fn weights_split_the_capacity() {
+        let heavy = TenantRule {
+            weight: 3,
+            ..TenantRule::default()
+        };
+        let (queue, _) = fair(8, &[("a", heavy)]);
+        for i in 0..10 {
+            queue.push(task(&format!("a{i}"), "a", 0, i));
+            queue.push(task(&format!("b{i}"), "b", 0, 100 + i));
+        }
+        let launched = drain(&queue);
+        assert_eq!(
+            launched.iter().filter(|t| *t == "a").count(),
+            6,
+            "{launched:?}"
+        );
+        assert_eq!(
+            launched.iter().filter(|t| *t == "b").count(),
+            2,
+            "{launched:?}"
+        );
+    }
+
+    #[test]
+    fn max_running_and_holds_stop_launches_and_capacity_is_not_left_idle() {
+        let capped = TenantRule {
+            max_running: Some(1),
+            ..TenantRule::default()
+        };
+        let (queue, rules) = fair(4, &[("a", capped)]);
+        for i in 0..3 {
+            queue.push(task(&format!("a{i}"), "a", 0, i));
+            queue.push(task(&format!("b{i}"), "b", 0, 10 + i));
+        }
+        let launched = drain(&queue);
+        // a: 1 (its maxRunning); b takes the rest although above its share of 2.
+        assert_eq!(
+            launched.iter().filter(|t| *t == "a").count(),
+            1,
+            "{launched:?}"
+        );
+        assert_eq!(
+            launched.iter().filter(|t| *t == "b").count(),
+            3,
+            "{launched:?}"
+        );
+        // Hold b: when a slot frees, only a's next task may use it, and a is at its quota.
+        rules
+            .write()
+            .unwrap()
+            .entry("b".to_owned())
+            .or_default()
+            .held = true;
+        queue.push(task("b9", "b", 0, 99));
+        assert!(queue.finish("b0"));
+        assert_eq!(queue.try_next(), None, "b is held and a is at maxRunning");
+        assert!(queue.finish("a0"));
+        assert_eq!(queue.try_next().map(|t| t.id), Some("a1".to_owned()));
+    }
+
+    #[test]
+    fn tenant_priority_orders_tenants_below_their_share() {
+        let urgent = TenantRule {
+            priority: 10,
+            ..TenantRule::default()
+        };
+        let (queue, _) = fair(4, &[("u", urgent)]);
+        queue.push(task("n0", "n", 5, 0));
+        queue.push(task("u0", "u", 0, 1));
+        assert_eq!(queue.try_next().map(|t| t.tenant), Some("u".to_owned()));
+        assert_eq!(queue.try_next().map(|t| t.tenant), Some("n".to_owned()));
+    }
+
+    #[test]
+    fn admissions_count_against_max_queued() {
+        let queue = Queue::new(1);
+        queue.push(task("a0", "a", 0, 0));
+        let first = queue.admit("a", Some(2)).expect("one more fits");
+        assert_eq!(queue.admit("a", Some(2)).unwrap_err(), 2);
+        drop(first);
+        assert!(queue.admit("a", Some(2)).is_ok());
+        assert!(queue.admit("b", Some(1)).is_ok(), "quotas are per tenant");
+    }
 }

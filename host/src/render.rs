@@ -5,9 +5,16 @@
 //! compiled or read from the cache, `info` and `validate-config` run, templates read). For each
 //! task it routes to an adapter, builds the adapter's [`Context`] (namespace, config, templates,
 //! the host's Job name, labels, annotations, limits), calls `adapt` in the sandbox, enforces
-//! the Job contract on the result and then applies the output [`Policy`].
+//! the Job contract on the result and then applies the output [`Policy`] (the tenant's, when
+//! it has one).
+//!
+//! Tenants' own adapters (`tenants[i].adapters`) are loaded too; one that cannot be loaded
+//! disables its tenant (the error is kept and logged) instead of failing the host. For task
+//! launches ([`Renderer::render_for_launch`]) the renderer also counts each adapter's
+//! consecutive failures and quarantines an adapter after its `quarantineAfter`: its tasks then
+//! fail at once with that reason until [`Renderer::reload`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,7 +46,7 @@ pub enum RenderError {
         /// The task type.
         task_type: String,
     },
-    /// A dynamic execution config names an adapter that is not configured.
+    /// A dynamic execution config or a reload names an adapter that is not configured.
     #[error("no adapter named `{name}` is configured (configured: {known})")]
     UnknownAdapter {
         /// The name given.
@@ -47,6 +54,67 @@ pub enum RenderError {
         /// The configured adapter names.
         known: String,
     },
+    /// The tenant is disabled because one of its adapters could not be loaded.
+    #[error(
+        "tenant `{tenant}` is disabled: {message}; fix the adapter, then reload it with \
+         POST /v1/adapters/{adapter}/reload (admin)"
+    )]
+    TenantDisabled {
+        /// The tenant.
+        tenant: String,
+        /// The adapter that failed to load.
+        adapter: String,
+        /// Why it failed.
+        message: String,
+    },
+    /// The adapter failed too many times in a row and is quarantined.
+    #[error(
+        "adapter `{adapter}` is quarantined after {failures} consecutive failures (last: \
+         {last}); an admin reloads it with POST /v1/adapters/{adapter}/reload"
+    )]
+    Quarantined {
+        /// The adapter.
+        adapter: String,
+        /// Consecutive failures counted.
+        failures: u32,
+        /// The last failure.
+        last: String,
+    },
+}
+
+impl RenderError {
+    /// Whether this failure is the adapter's fault (counts towards its quarantine): a trap,
+    /// timeout, memory or output overrun, panic, internal error, or an output the Job contract
+    /// or the policy refused. A task the adapter refused as invalid is the task's fault and
+    /// does not count.
+    pub fn is_adapter_fault(&self) -> bool {
+        match self {
+            RenderError::Adapter(adapters::Error::InvalidTask { .. }) => false,
+            RenderError::Adapter(adapters::Error::Cache(_) | adapters::Error::Engine(_)) => false,
+            RenderError::Adapter(_) | RenderError::Policy(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The health of one loaded adapter (`GET /v1/adapters`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdapterHealth {
+    /// Failed launch calls in a row.
+    pub consecutive_failures: u32,
+    /// Why it is quarantined, when it is.
+    pub quarantined: Option<String>,
+}
+
+/// One adapter as [`Renderer::adapter_entries`] lists it.
+#[derive(Debug, Clone)]
+pub struct AdapterEntry {
+    /// The loaded adapter.
+    pub adapter: Arc<LoadedAdapter>,
+    /// The tenant owning it, if any.
+    pub tenant: Option<String>,
+    /// Its health.
+    pub health: AdapterHealth,
 }
 
 /// How often template files are checked for changes (a `stat` per file at most this often).
@@ -129,6 +197,10 @@ struct Bound {
     /// The adapter config in force when a dynamic execution config replaced the template
     /// selection strategy (`None`: the configured one).
     config_override: RwLock<Option<Arc<str>>>,
+    /// The tenant owning it (`tenants[i].adapters`), or none for a shared adapter.
+    tenant: Option<String>,
+    /// Consecutive failures before quarantine (0: never).
+    quarantine_after: u32,
 }
 
 impl Bound {
@@ -149,10 +221,16 @@ impl Bound {
 pub struct Renderer {
     config: Config,
     runtime: Runtime,
-    bound: BTreeMap<String, Bound>,
+    /// Loaded adapters by name; an entry is replaced as a whole on reload.
+    bound: RwLock<BTreeMap<String, Arc<Bound>>>,
+    /// Disabled tenants: tenant → (adapter → why it failed to load).
+    disabled: RwLock<BTreeMap<String, BTreeMap<String, String>>>,
+    health: Mutex<HashMap<String, AdapterHealth>>,
     labels: sdk::Pairs,
     annotations: sdk::Pairs,
     policy: Arc<Policy>,
+    /// Each configured tenant's policy (its own or the top-level one, with its quota ceilings).
+    tenant_policies: BTreeMap<String, Arc<Policy>>,
 }
 
 /// Everything one `adapt` call and its contract check need.
@@ -215,49 +293,178 @@ fn warn_unless_allowed(policy: &Policy, pod_json: Option<&str>) {
 }
 
 impl Renderer {
-    /// Loads every adapter of `config` into `runtime`.
+    /// Loads every adapter of `config` into `runtime`. A shared adapter that cannot be loaded
+    /// is an error; a tenant's adapter that cannot be loaded disables that tenant (logged, and
+    /// reported by [`Renderer::tenant_disabled`]).
     pub fn new(config: Config, runtime: Runtime) -> Result<Renderer, RenderError> {
-        let mut bound = BTreeMap::new();
-        for (index, binding) in config.adapters.iter().enumerate() {
-            let templates = Templates::load(config.template_files(index))?;
-            let mut base_pod = config.read_base_pod(index)?;
-            if base_pod.is_none() && binding.component.starts_with("builtin:overlord-") {
-                base_pod = config.own_pod.clone();
-                warn_unless_allowed(&config.policy, base_pod.as_deref());
-            }
-            let spec = AdapterSpec {
-                name: binding.name.clone(),
-                source: config.component_source(binding),
-                config: binding.config.to_string(),
-                limits: binding.limits.to_runtime(),
-            };
-            let adapter = runtime.load(spec)?;
-            bound.insert(
-                binding.name.clone(),
-                Bound {
-                    adapter,
-                    templates,
-                    base_pod,
-                    restart: RestartRule {
-                        allow_on_failure: binding.allow_restart_on_failure,
-                        max_backoff_limit: binding.max_backoff_limit,
-                    },
-                    config_override: RwLock::new(None),
-                },
-            );
-        }
         let pairs = |map: &BTreeMap<String, String>| {
             map.iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<sdk::Pairs>()
         };
-        Ok(Renderer {
+        let tenant_policies = config
+            .tenants
+            .iter()
+            .map(|t| (t.name.clone(), Arc::new(t.effective_policy(&config.policy))))
+            .collect();
+        let renderer = Renderer {
             labels: pairs(&config.labels),
             annotations: pairs(&config.annotations),
+            bound: RwLock::new(BTreeMap::new()),
+            disabled: RwLock::new(BTreeMap::new()),
+            health: Mutex::new(HashMap::new()),
             policy: Arc::new(config.policy.clone()),
+            tenant_policies,
             config,
             runtime,
-            bound,
+        };
+        for (key, tenant, binding) in renderer.config.bindings() {
+            match renderer.load_binding(&key, tenant, binding) {
+                Ok(bound) => {
+                    renderer
+                        .write_bound()
+                        .insert(binding.name.clone(), Arc::new(bound));
+                }
+                Err(error) => match tenant {
+                    None => return Err(error),
+                    Some(tenant) => {
+                        tracing::error!(
+                            tenant,
+                            adapter = %binding.name,
+                            %error,
+                            "a tenant's adapter cannot be loaded: the tenant is disabled until \
+                             the adapter is reloaded"
+                        );
+                        renderer
+                            .disabled
+                            .write()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .entry(tenant.to_owned())
+                            .or_default()
+                            .insert(
+                                binding.name.clone(),
+                                format!("its adapter `{}` cannot be loaded: {error}", binding.name),
+                            );
+                    }
+                },
+            }
+        }
+        Ok(renderer)
+    }
+
+    fn load_binding(
+        &self,
+        key: &str,
+        tenant: Option<&str>,
+        binding: &crate::config::AdapterBinding,
+    ) -> Result<Bound, RenderError> {
+        let templates = Templates::load(self.config.template_files_of(binding, key))?;
+        let mut base_pod = self.config.read_base_pod_of(binding, key)?;
+        if base_pod.is_none() && binding.component.starts_with("builtin:overlord-") {
+            base_pod = self.config.own_pod.clone();
+            let policy = tenant
+                .and_then(|t| self.tenant_policies.get(t))
+                .unwrap_or(&self.policy);
+            warn_unless_allowed(policy, base_pod.as_deref());
+        }
+        let spec = AdapterSpec {
+            name: binding.name.clone(),
+            source: self.config.component_source(binding),
+            config: binding.config.to_string(),
+            limits: binding.limits.to_runtime(),
+        };
+        let adapter = self.runtime.load(spec)?;
+        Ok(Bound {
+            adapter,
+            templates,
+            base_pod,
+            restart: RestartRule {
+                allow_on_failure: binding.allow_restart_on_failure,
+                max_backoff_limit: binding.max_backoff_limit,
+            },
+            config_override: RwLock::new(None),
+            tenant: tenant.map(str::to_owned),
+            quarantine_after: binding.quarantine_after,
+        })
+    }
+
+    fn read_bound(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Bound>>> {
+        self.bound.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_bound(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Bound>>> {
+        self.bound.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_health(&self) -> std::sync::MutexGuard<'_, HashMap<String, AdapterHealth>> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn bound(&self, name: &str) -> Result<Arc<Bound>, RenderError> {
+        let bound = self.read_bound();
+        bound
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RenderError::UnknownAdapter {
+                name: name.to_owned(),
+                known: bound.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// Loads an adapter again from the configuration (its component file is read anew),
+    /// replacing the loaded one (a dynamic config override is kept) and clearing its
+    /// quarantine; a tenant disabled by it is enabled again when none of its adapters still
+    /// fails.
+    pub fn reload(&self, name: &str) -> Result<(), RenderError> {
+        let bindings = self.config.bindings();
+        let Some((key, tenant, binding)) = bindings.iter().find(|(_, _, b)| b.name == name) else {
+            return Err(RenderError::UnknownAdapter {
+                name: name.to_owned(),
+                known: bindings
+                    .iter()
+                    .map(|(_, _, b)| b.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        let bound = self.load_binding(key, *tenant, binding)?;
+        if let Ok(previous) = self.bound(name) {
+            let kept = previous
+                .config_override
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            *bound
+                .config_override
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = kept;
+        }
+        self.write_bound().insert(name.to_owned(), Arc::new(bound));
+        self.lock_health().remove(name);
+        if let Some(tenant) = tenant {
+            let mut disabled = self
+                .disabled
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(failed) = disabled.get_mut(*tenant) {
+                failed.remove(name);
+                if failed.is_empty() {
+                    disabled.remove(*tenant);
+                }
+            }
+        }
+        tracing::info!(adapter = name, "adapter reloaded");
+        Ok(())
+    }
+
+    /// Why `tenant` is disabled (an adapter of its could not be loaded), if it is.
+    pub fn tenant_disabled(&self, tenant: &str) -> Option<RenderError> {
+        let disabled = self.disabled.read().unwrap_or_else(PoisonError::into_inner);
+        let (adapter, message) = disabled.get(tenant)?.iter().next()?;
+        Some(RenderError::TenantDisabled {
+            tenant: tenant.to_owned(),
+            adapter: adapter.clone(),
+            message: message.clone(),
         })
     }
 
@@ -272,8 +479,25 @@ impl Renderer {
     }
 
     /// The loaded adapters, by name.
-    pub fn adapters(&self) -> impl Iterator<Item = &Arc<LoadedAdapter>> {
-        self.bound.values().map(|b| &b.adapter)
+    pub fn adapters(&self) -> impl Iterator<Item = Arc<LoadedAdapter>> + use<> {
+        self.read_bound()
+            .values()
+            .map(|b| Arc::clone(&b.adapter))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// The loaded adapters, by name, with their owner and health.
+    pub fn adapter_entries(&self) -> Vec<AdapterEntry> {
+        let health = self.lock_health();
+        self.read_bound()
+            .iter()
+            .map(|(name, b)| AdapterEntry {
+                adapter: Arc::clone(&b.adapter),
+                tenant: b.tenant.clone(),
+                health: health.get(name).cloned().unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// The names of the bindings that use the built-in pod-template adapter (Druid's
@@ -289,7 +513,7 @@ impl Renderer {
 
     /// The adapter config of binding `name` as in force now (with any dynamic override).
     pub fn adapter_config(&self, name: &str) -> Option<String> {
-        self.bound.get(name).map(Bound::config)
+        self.read_bound().get(name).map(|b| b.config())
     }
 
     /// Replaces the adapter config of binding `name` at run time (the dynamic execution
@@ -300,13 +524,7 @@ impl Renderer {
         name: &str,
         config: Option<String>,
     ) -> Result<(), RenderError> {
-        let bound = self
-            .bound
-            .get(name)
-            .ok_or_else(|| RenderError::UnknownAdapter {
-                name: name.to_owned(),
-                known: self.bound.keys().cloned().collect::<Vec<_>>().join(", "),
-            })?;
+        let bound = self.bound(name)?;
         if let Some(config) = &config {
             bound.adapter.validate_config(config)?;
         }
@@ -319,13 +537,16 @@ impl Renderer {
 
     /// Routes `task` and builds the adapter's inputs and the contract.
     pub fn prepare(&self, task: &SubmittedTask) -> Result<Prepared, RenderError> {
+        if let Some(disabled) = self.tenant_disabled(&task.tenant) {
+            return Err(disabled);
+        }
         let binding = self
             .config
-            .route(&task.kind)
+            .route_for(&task.tenant, &task.kind)
             .ok_or_else(|| RenderError::NoRoute {
                 task_type: task.kind.clone(),
             })?;
-        let bound = &self.bound[&binding.name];
+        let bound = self.bound(&binding.name)?;
         let runner = &self.config.runner;
         let job_name = names::job_name(&task.id);
         let cleanup_delay = (!runner.debug_jobs).then_some(runner.task_cleanup_delay.0.as_secs());
@@ -372,7 +593,11 @@ impl Renderer {
             task: task.to_sdk(),
             context,
             contract,
-            policy: Arc::clone(&self.policy),
+            policy: Arc::clone(
+                self.tenant_policies
+                    .get(&task.tenant)
+                    .unwrap_or(&self.policy),
+            ),
         })
     }
 
@@ -383,6 +608,59 @@ impl Renderer {
             .adapter
             .adapt_blocking(&prepared.task, &prepared.context)?;
         prepared.finish(&output)
+    }
+
+    /// Renders for a launch: fails at once when the adapter is quarantined, and counts the
+    /// adapter's consecutive failures, quarantining it at its `quarantineAfter`.
+    pub async fn render_for_launch(&self, task: &SubmittedTask) -> Result<Manifests, RenderError> {
+        let prepared = self.prepare(task)?;
+        let name = prepared.adapter.name().to_owned();
+        if let Some(health) = self.lock_health().get(&name)
+            && let Some(last) = &health.quarantined
+        {
+            return Err(RenderError::Quarantined {
+                adapter: name,
+                failures: health.consecutive_failures,
+                last: last.clone(),
+            });
+        }
+        let threshold = self
+            .read_bound()
+            .get(&name)
+            .map(|b| b.quarantine_after)
+            .unwrap_or(0);
+        let Prepared {
+            adapter,
+            task,
+            context,
+            contract,
+            policy,
+        } = prepared;
+        let result = match adapter.adapt(task, context).await {
+            Ok(output) => finish(&output, &contract, &policy),
+            Err(error) => Err(RenderError::from(error)),
+        };
+        let mut health = self.lock_health();
+        match &result {
+            Ok(_) => {
+                health.remove(&name);
+            }
+            Err(error) if error.is_adapter_fault() => {
+                let entry = health.entry(name.clone()).or_default();
+                entry.consecutive_failures += 1;
+                if threshold > 0 && entry.consecutive_failures >= threshold {
+                    tracing::error!(
+                        adapter = %name,
+                        failures = entry.consecutive_failures,
+                        %error,
+                        "adapter quarantined: its tasks fail until it is reloaded"
+                    );
+                    entry.quarantined = Some(error.to_string());
+                }
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     /// Renders without blocking the async runtime (the adapter runs on a blocking thread).

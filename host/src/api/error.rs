@@ -34,6 +34,20 @@ pub enum ApiError {
         /// What conflicts.
         message: String,
     },
+    /// The request carries no known bearer token (401). The message never repeats the token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller is authenticated but may not do this (403).
+    #[error("{message}")]
+    Forbidden {
+        /// The field at fault, when there is one.
+        field: Option<String>,
+        /// What is not allowed and who may do it.
+        message: String,
+    },
+    /// A quota refuses the request for now (429).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The task (or route) does not exist (404).
     #[error("{message}")]
     NotFound {
@@ -61,8 +75,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// The HTTP status code, repeated for clients that only keep the body.
     pub status: u16,
-    /// A stable machine-readable code: `invalid`, `conflict`, `not-found`, `unavailable`,
-    /// `internal`.
+    /// A stable machine-readable code: `invalid`, `unauthorized`, `forbidden`, `conflict`,
+    /// `not-found`, `quota-exceeded`, `unavailable`, `internal`.
     pub code: String,
     /// The field at fault, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +94,14 @@ impl ApiError {
         }
     }
 
+    /// A 403 for an action only the admin may take.
+    pub fn admin_only(what: &str) -> ApiError {
+        ApiError::Forbidden {
+            field: None,
+            message: format!("{what} is reserved to the admin; use an admin token"),
+        }
+    }
+
     /// A 404 for task `id`.
     pub fn task_not_found(id: &str) -> ApiError {
         ApiError::NotFound {
@@ -91,6 +113,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -102,6 +127,9 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         let (code, field, message) = match self {
             ApiError::Invalid { field, message } => ("invalid", Some(field.clone()), message),
+            ApiError::Unauthorized(message) => ("unauthorized", None, message),
+            ApiError::Forbidden { field, message } => ("forbidden", field.clone(), message),
+            ApiError::TooManyRequests(message) => ("quota-exceeded", None, message),
             ApiError::Conflict { field, message } => ("conflict", field.clone(), message),
             ApiError::NotFound { message } => ("not-found", None, message),
             ApiError::Unavailable(message) => ("unavailable", None, message),
@@ -123,6 +151,14 @@ impl IntoResponse for ApiError {
         let status = self.status();
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self, "API request failed");
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return (
+                status,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                Json(self.body()),
+            )
+                .into_response();
         }
         (status, Json(self.body())).into_response()
     }
@@ -180,6 +216,11 @@ impl From<RunnerError> for ApiError {
             RunnerError::Unavailable(_) => ApiError::Unavailable(err.to_string()),
             RunnerError::Store(store) => ApiError::from(store),
             RunnerError::Internal(_) => ApiError::Internal(err.to_string()),
+            RunnerError::QuotaExceeded(message) => ApiError::TooManyRequests(message),
+            RunnerError::Draining(message) => ApiError::Conflict {
+                field: Some("tenant".to_owned()),
+                message,
+            },
         }
     }
 }
@@ -188,6 +229,12 @@ impl From<RenderError> for ApiError {
     fn from(err: RenderError) -> ApiError {
         match err {
             RenderError::NoRoute { .. } => ApiError::invalid("type", err.to_string()),
+            RenderError::TenantDisabled { .. } | RenderError::Quarantined { .. } => {
+                ApiError::Unavailable(err.to_string())
+            }
+            RenderError::UnknownAdapter { name, .. } => ApiError::NotFound {
+                message: format!("no adapter named `{name}`; list them with GET /v1/adapters"),
+            },
             RenderError::Adapter(crate::adapters::Error::InvalidTask { .. }) => {
                 ApiError::invalid("payload", err.to_string())
             }

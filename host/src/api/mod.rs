@@ -23,12 +23,19 @@
 //! - `/healthz`, `/readyz` (restore done and watches synced), `/metrics` (Prometheus text).
 //! - `GET /v1/openapi.json`: the OpenAPI 3 description of every route ([`OPENAPI`]; a test
 //!   checks it lists exactly the routes [`router`] serves — add a route there and here).
+//! - `GET /v1/tenants`, `POST /v1/tenants/{name}/hold|drain|resume`,
+//!   `POST /v1/adapters/{name}/reload`.
+//!
+//! Every route but `/healthz`, `/readyz` and `/v1/openapi.json` is authenticated when tenants or an admin token are
+//! configured ([`tenancy`]): a tenant sees only its own tasks, the admin everything; `/metrics`
+//! is the admin's (it names every tenant).
 
 mod error;
 mod execution;
 mod ops;
 mod stream;
 mod tasks;
+mod tenancy;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,6 +52,7 @@ pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use ops::{AdapterView, CapacityView};
 pub use stream::EventView;
 pub use tasks::{HistoryView, ListView, SubmitView, TaskDetail, TaskView};
+pub use tenancy::{QuotasView, TenantView};
 
 /// The OpenAPI 3 description of this API, served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -121,12 +129,21 @@ pub fn router(state: ApiState) -> Router {
             get(execution::history),
         )
         .route("/v1/adapters", get(ops::adapters))
+        .route("/v1/adapters/{name}/reload", post(ops::reload_adapter))
+        .route("/v1/tenants", get(tenancy::list))
+        .route("/v1/tenants/{name}/hold", post(tenancy::hold))
+        .route("/v1/tenants/{name}/drain", post(tenancy::drain))
+        .route("/v1/tenants/{name}/resume", post(tenancy::resume))
         .route("/v1/render", post(ops::render))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            tenancy::authenticate,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

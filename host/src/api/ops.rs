@@ -4,15 +4,18 @@ use std::fmt::Write as _;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, Path, State};
 use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::tasks::assign_tenant;
+use super::tenancy::require_admin;
 use super::{ApiError, ApiState};
 use crate::metrics::escape_label;
 use crate::store::TaskState;
 use crate::task::SubmittedTask;
+use crate::tenants::Principal;
 
 /// `GET|PUT /v1/capacity`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +49,15 @@ pub struct AdapterView {
     pub description: String,
     /// Task types it is meant for (empty: any).
     pub task_types: Vec<String>,
+    /// The tenant owning it (`tenants[i].adapters`); absent for a shared adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Failed launch calls in a row.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// Why it is quarantined (its tasks fail until it is reloaded), when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<String>,
 }
 
 async fn capacity_view(state: &ApiState) -> Result<CapacityView, ApiError> {
@@ -67,8 +79,10 @@ pub(super) async fn get_capacity(
 /// `PUT /v1/capacity` with `{"capacity": N}`.
 pub(super) async fn put_capacity(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> Result<Json<CapacityView>, ApiError> {
+    require_admin(&principal, "changing the capacity")?;
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid("body", format!("not JSON ({e}); send {{\"capacity\": N}}"))
     })?;
@@ -103,25 +117,54 @@ pub(super) async fn put_capacity(
     Ok(Json(capacity_view(&state).await?))
 }
 
-/// `GET /v1/adapters`.
+/// `GET /v1/adapters`: the adapters tasks launch with (a tenant sees the shared ones and its
+/// own), with their quarantine state.
 pub(super) async fn adapters(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<AdapterView>>, ApiError> {
-    let renderer = state.renderer();
     Ok(Json(
-        renderer
-            .adapters()
-            .map(|a| AdapterView {
-                name: a.name().to_owned(),
-                origin: a.origin().to_owned(),
-                digest: a.digest().to_owned(),
-                adapter: a.info().name.clone(),
-                version: a.info().version.clone(),
-                description: a.info().description.clone(),
-                task_types: a.info().task_types.clone(),
+        state
+            .renderer()
+            .adapter_entries()
+            .into_iter()
+            .filter(|entry| entry.tenant.as_deref().is_none_or(|t| principal.can_see(t)))
+            .map(|entry| {
+                let a = &entry.adapter;
+                AdapterView {
+                    name: a.name().to_owned(),
+                    origin: a.origin().to_owned(),
+                    digest: a.digest().to_owned(),
+                    adapter: a.info().name.clone(),
+                    version: a.info().version.clone(),
+                    description: a.info().description.clone(),
+                    task_types: a.info().task_types.clone(),
+                    tenant: entry.tenant.clone(),
+                    consecutive_failures: entry.health.consecutive_failures,
+                    quarantined: entry.health.quarantined.clone(),
+                }
             })
             .collect(),
     ))
+}
+
+/// `POST /v1/adapters/{name}/reload` (admin): loads the adapter again from the configuration
+/// (its component file is read anew), ends its quarantine and re-enables a tenant it disabled.
+pub(super) async fn reload_adapter(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&principal, "reloading adapters")?;
+    match state.runner.reload_adapter(&name).await {
+        Ok(()) => Ok(Json(serde_json::json!({ "reloaded": name }))),
+        Err(crate::render::RenderError::UnknownAdapter { name, .. }) => Err(ApiError::NotFound {
+            message: format!("no adapter named `{name}`; list them with GET /v1/adapters"),
+        }),
+        Err(error) => Err(ApiError::Unavailable(format!(
+            "adapter `{name}` could not be reloaded (it stays as it was): {error}"
+        ))),
+    }
 }
 
 /// `POST /v1/render`: the Job and companions `serve` would create for the task, as JSON
@@ -129,13 +172,15 @@ pub(super) async fn adapters(
 /// asks for YAML. Nothing is stored or created.
 pub(super) async fn render(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let renderer = state.renderer();
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::invalid("body", format!("not UTF-8 text: {e}")))?;
-    let task = SubmittedTask::parse(text)?;
+    let mut task = SubmittedTask::parse(text)?;
+    assign_tenant(&principal, &mut task)?;
     let manifests = renderer.render(&task).await?;
     let wants_yaml = headers
         .get(header::ACCEPT)
@@ -180,7 +225,11 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> Result<&'static str
 }
 
 /// `/metrics`: Prometheus text exposition.
-pub(super) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
+pub(super) async fn metrics(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    require_admin(&principal, "/metrics (it counts every tenant's tasks)")?;
     let counts = state.runner.store().counts().await?;
     let mut out = String::new();
     out.push_str("# HELP taskpod_tasks Tasks in the store by state.\n# TYPE taskpod_tasks gauge\n");

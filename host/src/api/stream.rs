@@ -5,11 +5,13 @@
 //! is gone; the event feed relays [`StoreEvent`]s broadcast after each commit. Streams end when
 //! the task's log is complete, when the client goes away, or when the server shuts down.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -19,8 +21,10 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::tasks::flag;
+use super::tenancy::visible_task;
 use super::{ApiError, ApiState};
 use crate::store::{StoreEvent, TaskState};
+use crate::tenants::Principal;
 
 /// Largest chunk read from the store at once.
 const LOG_CHUNK: usize = 64 * 1024;
@@ -37,6 +41,7 @@ pub(super) struct LogParams {
 /// new output until the task has ended and everything was sent.
 pub(super) async fn log(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     params: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -52,10 +57,9 @@ pub(super) async fn log(
         })?,
     };
     let store = state.runner.store().clone();
-    // Existence check first, so an unknown task is a 404 rather than an empty stream.
-    if store.get(&id).await?.is_none() {
-        return Err(ApiError::task_not_found(&id));
-    }
+    // Existence (and ownership) check first, so an unknown task — or another tenant's — is a
+    // 404 rather than an empty stream.
+    visible_task(&state, &principal, &id).await?;
     let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if !follow {
         let mut out = Vec::new();
@@ -205,11 +209,25 @@ impl EventView {
 /// of events it missed, then the feed continues; it should re-read the tasks it cares about.
 pub(super) async fn events(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let with_logs = flag("logs", params.logs.as_deref())?;
     let only = params.task.filter(|t| !t.is_empty());
+    // Watching a task that does not exist yet is allowed (submit after subscribing); another
+    // tenant's task is a 404, like for every other route. Events are filtered by owner anyway.
+    if let Some(id) = &only
+        && let Some(record) = state.runner.store().get(id).await?
+        && !principal.can_see(&record.tenant)
+    {
+        return Err(ApiError::task_not_found(id));
+    }
+    // A tenant sees only its tasks' events; `log` events carry no tenant, so their task's owner
+    // is looked up once and remembered.
+    let owner = principal.tenant().map(str::to_owned);
+    let store = state.runner.store().clone();
+    let known = Arc::new(Mutex::new(HashMap::<String, bool>::new()));
     let rx = state.runner.store().subscribe();
     let stream = BroadcastStream::new(rx)
         .filter_map(move |item| {
@@ -226,19 +244,62 @@ pub(super) async fn events(
                     count: Some(n),
                 },
             };
-            let keep = (with_logs || view.kind != "log")
+            let mut keep = (with_logs || view.kind != "log")
                 && match (&only, view.task_id()) {
                     (Some(want), Some(id)) => want == id,
                     _ => true,
                 };
-            let event = keep.then(|| {
-                Event::default()
-                    .event(view.kind.clone())
-                    .json_data(&view)
-                    .unwrap_or_else(|_| Event::default().event("error"))
-            });
-            futures::future::ready(event.map(Ok))
+            let owner = owner.clone();
+            let store = store.clone();
+            let known = Arc::clone(&known);
+            async move {
+                if keep && let Some(owner) = &owner {
+                    keep = match (&view.tenant, &view.id) {
+                        (Some(tenant), Some(id)) => {
+                            let mine = tenant == owner;
+                            remember(&known, id, mine);
+                            mine
+                        }
+                        (None, Some(id)) => {
+                            let cached = lock(&known).get(id).copied();
+                            match cached {
+                                Some(mine) => mine,
+                                None => {
+                                    let mine = store
+                                        .get(id)
+                                        .await
+                                        .ok()
+                                        .flatten()
+                                        .is_some_and(|r| &r.tenant == owner);
+                                    remember(&known, id, mine);
+                                    mine
+                                }
+                            }
+                        }
+                        _ => true,
+                    };
+                }
+                keep.then(|| {
+                    Ok(Event::default()
+                        .event(view.kind.clone())
+                        .json_data(&view)
+                        .unwrap_or_else(|_| Event::default().event("error")))
+                })
+            }
         })
         .take_until(state.closed());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn lock(known: &Mutex<HashMap<String, bool>>) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
+    known.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Remembers whether a task is the subscriber's (bounded: forgotten past 10 000 tasks).
+fn remember(known: &Mutex<HashMap<String, bool>>, id: &str, mine: bool) {
+    let mut known = lock(known);
+    if known.len() >= 10_000 {
+        known.clear();
+    }
+    known.insert(id.to_owned(), mine);
 }

@@ -8,14 +8,16 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use super::tenancy::visible_task;
 use super::{ApiError, ApiState};
 use crate::runner::CancelMode;
 use crate::store::{Cursor, HistoryEntry, ListQuery, Order, TaskRecord, TaskState};
-use crate::task::SubmittedTask;
+use crate::task::{DEFAULT_TENANT, SubmittedTask};
+use crate::tenants::Principal;
 
 /// A task as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,11 +177,22 @@ pub struct ListView {
 /// `POST /v1/tasks`.
 pub(super) async fn submit(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SubmitView>), ApiError> {
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::invalid("body", format!("not UTF-8 text: {e}")))?;
-    let task = SubmittedTask::parse(text)?;
+    let mut task = SubmittedTask::parse(text)?;
+    assign_tenant(&principal, &mut task)?;
+    if principal.tenant().is_some()
+        && let Some(existing) = state.runner.store().get(&task.id).await?
+        && !principal.can_see(&existing.tenant)
+    {
+        return Err(ApiError::Conflict {
+            field: Some("id".to_owned()),
+            message: format!("task id `{}` is already in use; choose another id", task.id),
+        });
+    }
     let submitted = state.runner.submit(task).await?;
     let status = if submitted.created {
         StatusCode::CREATED
@@ -195,16 +208,38 @@ pub(super) async fn submit(
     ))
 }
 
+/// A tenant's task is always its own: the `tenant` field may be absent (or `default`) and is
+/// set to the caller's tenant; naming another tenant is refused. The admin submits for any
+/// tenant.
+pub(super) fn assign_tenant(
+    principal: &Principal,
+    task: &mut SubmittedTask,
+) -> Result<(), ApiError> {
+    if let Principal::Tenant(name) = principal
+        && &task.tenant != name
+    {
+        if task.tenant != DEFAULT_TENANT {
+            return Err(ApiError::Forbidden {
+                field: Some("tenant".to_owned()),
+                message: format!(
+                    "you are authenticated as tenant `{name}` and can submit only its tasks; \
+                     omit `tenant` or set it to `{name}`"
+                ),
+            });
+        }
+        task.tenant = name.clone();
+    }
+    Ok(())
+}
+
 /// `GET /v1/tasks/{id}`.
 pub(super) async fn get(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let store = state.runner.store();
-    let record = store
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::task_not_found(&id))?;
+    let record = visible_task(&state, &principal, &id).await?;
     let history = store.history(&id).await?;
     Ok(Json(TaskDetail {
         task: TaskView::from(&record),
@@ -282,10 +317,25 @@ fn list_query(params: ListParams) -> Result<ListQuery, ApiError> {
 /// `GET /v1/tasks`.
 pub(super) async fn list(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ListView>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    let page = state.runner.store().list(list_query(params)?).await?;
+    let mut query = list_query(params)?;
+    if let Principal::Tenant(name) = &principal {
+        match &query.tenant {
+            Some(asked) if asked != name => {
+                return Err(ApiError::Forbidden {
+                    field: Some("tenant".to_owned()),
+                    message: format!(
+                        "you are authenticated as tenant `{name}` and can list only its tasks"
+                    ),
+                });
+            }
+            _ => query.tenant = Some(name.clone()),
+        }
+    }
+    let page = state.runner.store().list(query).await?;
     Ok(Json(ListView {
         tasks: page.tasks.iter().map(TaskView::from).collect(),
         next: page.next.map(|c| c.to_string()),
@@ -315,10 +365,12 @@ pub(super) fn flag(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
 /// `POST /v1/tasks/{id}/cancel`.
 pub(super) async fn cancel(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     params: Result<Query<CancelParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TaskView>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    visible_task(&state, &principal, &id).await?;
     let mode = if flag("force", params.force.as_deref())? {
         CancelMode::Force
     } else {

@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
@@ -52,6 +51,14 @@ pub enum AdapterCommand {
     Bench(BenchArgs),
     /// Create a new adapter project (Rust, Python or JavaScript).
     New(NewArgs),
+    /// Ask a running server to load an adapter again (ends its quarantine; admin token).
+    Reload {
+        /// The adapter's name in the server's config.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        server: super::ServerArg,
+    },
 }
 
 /// The component and the host settings shared by `adapter test` and `adapter bench`.
@@ -118,6 +125,9 @@ pub fn run(command: AdapterCommand, out: &mut dyn Write) -> Result<(), CliError>
         AdapterCommand::Test(args) => test(&args, out),
         AdapterCommand::Bench(args) => bench(&args, out),
         AdapterCommand::New(args) => super::adapter_new::new(&args, out),
+        AdapterCommand::Reload { name, server } => {
+            Ok(super::remote::reload_adapter(&name, &server, out)?)
+        }
     }
 }
 
@@ -597,7 +607,7 @@ fn run_case(renderer: &Renderer, case: &Case, bless: bool) -> Result<(), String>
 fn test(args: &TestArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let cases = find_cases(&args.cases)?;
     let renderer = renderer_for(&args.harness)?;
-    let adapter = renderer.adapters().next().map(Arc::clone);
+    let adapter = renderer.adapters().next();
     if let Some(adapter) = &adapter {
         write_out(
             out,

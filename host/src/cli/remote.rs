@@ -69,6 +69,17 @@ pub struct ServerArg {
     /// The taskpod API to talk to.
     #[arg(long, env = "TASKPOD_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
+    /// API token (tenant or admin), sent as `Authorization: Bearer`; needed when the server
+    /// has tenants or an admin token configured.
+    #[arg(long, env = "TASKPOD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ServerArg {
+    /// A client for this server, with the token.
+    pub fn client(&self) -> Result<Client, ServiceError> {
+        Ok(Client::new(&self.server)?.with_token(self.token.as_deref()))
+    }
 }
 
 /// `taskpod submit`.
@@ -238,7 +249,7 @@ pub fn submit(args: &SubmitArgs, out: &mut dyn Write) -> Result<(), ServiceError
     // Validate locally first: the same checks the server makes, with the file named.
     let parsed =
         SubmittedTask::parse(&text).map_err(|error| ServiceError::Task { origin, error })?;
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     block_on(async {
         let mut feed = if args.wait {
             Some(client.events(Some(&parsed.id)).await?)
@@ -297,7 +308,7 @@ pub fn submit(args: &SubmitArgs, out: &mut dyn Write) -> Result<(), ServiceError
 
 /// `taskpod status`.
 pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let detail = block_on(async { Ok(client.get(&args.id).await?) })?;
     if args.json {
         let text = serde_json::to_string_pretty(&detail).unwrap_or_default();
@@ -330,7 +341,7 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<(), ServiceError
 
 /// `taskpod list`.
 pub fn list(args: &ListArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let filter = ListFilter {
         state: args.state.clone(),
         tenant: args.tenant.clone(),
@@ -357,14 +368,14 @@ pub fn list(args: &ListArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
 
 /// `taskpod cancel`.
 pub fn cancel(args: &CancelArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let task = block_on(async { Ok(client.cancel(&args.id, args.force).await?) })?;
     write_out(out, &format!("{}\n", describe(&task)))
 }
 
 /// `taskpod logs`.
 pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     block_on(async {
         client
             .log(&args.id, args.follow, |chunk| {
@@ -378,7 +389,7 @@ pub fn logs(args: &LogsArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
 
 /// `taskpod capacity`.
 pub fn capacity(args: &CapacityArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let view = block_on(async {
         Ok(match args.set {
             Some(n) => client.set_capacity(n).await?,
@@ -416,4 +427,72 @@ pub fn format_ms(ms: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// `taskpod tenant list|hold|drain|resume`.
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    /// The tenant (omit with `list`).
+    pub name: Option<String>,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `taskpod tenant list` (`action` None) or `hold`/`drain`/`resume NAME`.
+pub fn tenant(
+    args: &TenantArgs,
+    action: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), ServiceError> {
+    let client = args.server.client()?;
+    let views = block_on(async {
+        Ok(match (action, &args.name) {
+            (None, _) => client.tenants().await?,
+            (Some(action), Some(name)) => vec![client.tenant_action(name, action).await?],
+            (Some(action), None) => {
+                return Err(ServiceError::Start(format!(
+                    "`taskpod tenant {action}` needs the tenant's name"
+                )));
+            }
+        })
+    })?;
+    let mut text = String::new();
+    for v in views {
+        let mut flags = Vec::new();
+        if v.held {
+            flags.push("held".to_owned());
+        }
+        if v.draining {
+            flags.push("draining".to_owned());
+        }
+        if let Some(why) = &v.disabled {
+            flags.push(format!("disabled: {why}"));
+        }
+        text.push_str(&format!(
+            "{}  pending {}  in flight {}  priority {}  weight {}{}\n",
+            v.name,
+            v.pending,
+            v.in_flight,
+            v.priority,
+            v.weight,
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", flags.join(", "))
+            }
+        ));
+    }
+    write_out(out, &text)
+}
+
+/// `taskpod adapter reload NAME`.
+pub fn reload_adapter(
+    name: &str,
+    server: &ServerArg,
+    out: &mut dyn Write,
+) -> Result<(), ServiceError> {
+    let client = server.client()?;
+    block_on(async { Ok(client.reload_adapter(name).await?) })?;
+    write_out(out, &format!("adapter {name} reloaded\n"))
 }

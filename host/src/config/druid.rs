@@ -400,6 +400,7 @@ pub fn import(text: &str, base: &Path) -> Result<Imported, String> {
         limits: AdapterLimits::default(),
         allow_restart_on_failure: false,
         max_backoff_limit: 3,
+        quarantine_after: 5,
     });
     config.validate().map_err(|e| e.to_string())?;
     Ok(Imported { config, warnings })

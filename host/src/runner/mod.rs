@@ -31,12 +31,13 @@ use crate::contract::ANNOTATION_TASK_ID;
 use crate::events::{Events, JobRef};
 use crate::kube::{self as k8s, Kube, KubeError};
 use crate::metrics::Metrics;
-use crate::queue::{PriorityOrder, Queue, QueuedTask};
+use crate::queue::{FairShare, LaunchPolicy, PriorityOrder, Queue, QueuedTask};
 use crate::render::{RenderError, Renderer};
 use crate::store::{
     AdapterRef, NewTask, ReasonCode, Store, StoreError, TaskRecord, TaskState, Transition,
 };
 use crate::task::SubmittedTask;
+use crate::tenants::{self, TenantSwitches, Tenants};
 
 pub use crate::store::Submitted;
 
@@ -84,6 +85,12 @@ pub enum RunnerError {
         /// The task id.
         id: String,
     },
+    /// A tenant's quota refuses the submission (HTTP 429).
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The tenant is draining: it takes no new task (HTTP 409).
+    #[error("{0}")]
+    Draining(String),
     /// The runner is shutting down or a dependency is unavailable (HTTP 503).
     #[error("the runner is unavailable: {0}")]
     Unavailable(String),
@@ -202,6 +209,7 @@ pub(crate) struct Inner {
     pub(crate) kube: Kube,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) events: Events,
+    tenants: Arc<Tenants>,
     options: RunnerOptions,
     tracking: Mutex<Tracking>,
     followers: Arc<Semaphore>,
@@ -296,7 +304,18 @@ impl Runner {
                 .unwrap_or(config.runner.capacity as usize),
             None => config.runner.capacity as usize,
         };
-        let queue = Queue::from_store(&store, capacity, Box::new(PriorityOrder)).await?;
+        let tenants = Arc::new(Tenants::new(&config.admin, &config.tenants));
+        for tenant in &config.tenants {
+            if let Some(text) = store.get_meta(&tenants::meta_key(&tenant.name)).await? {
+                tenants.set_switches(&tenant.name, TenantSwitches::from_meta(&text));
+            }
+        }
+        let policy: Box<dyn LaunchPolicy> = if tenants.configured() {
+            Box::new(FairShare::new(tenants.rules()))
+        } else {
+            Box::new(PriorityOrder)
+        };
+        let queue = Queue::from_store(&store, capacity, policy).await?;
         let (stop, _) = signal::channel(false);
         let metrics = Arc::new(Metrics::new());
         // Events name this host: its pod when it runs in one, else the instance.
@@ -319,6 +338,7 @@ impl Runner {
             store,
             queue,
             renderer,
+            tenants,
             options,
             tracking: Mutex::new(Tracking::default()),
             restored: AtomicBool::new(false),
@@ -348,13 +368,22 @@ impl Runner {
 
     /// Stores the task (durable before `Ok`) and queues it. The same document again returns the
     /// existing task; a different document with the same id is a conflict.
+    ///
+    /// With tenants configured, the task's tenant must be one of them, not disabled (an adapter
+    /// failed to load) and not draining, and below its `maxQueued`; an identical resubmission
+    /// of an existing task is always answered.
     pub async fn submit(&self, task: SubmittedTask) -> Result<Submitted, RunnerError> {
         let span = task_span(&task.id);
         self.submit_task(task).instrument(span).await
     }
 
     async fn submit_task(&self, task: SubmittedTask) -> Result<Submitted, RunnerError> {
-        if self.inner.config.route(&task.kind).is_none() {
+        if self
+            .inner
+            .config
+            .route_for(&task.tenant, &task.kind)
+            .is_none()
+        {
             return Err(RunnerError::Invalid {
                 field: "type".to_owned(),
                 problem: format!(
@@ -368,6 +397,7 @@ impl Runner {
                 "the runner is shutting down".to_owned(),
             ));
         }
+        let _admission = self.admit(&task).await?;
         let submitted = self
             .inner
             .store
@@ -378,6 +408,102 @@ impl Runner {
             self.inner.queue.push(QueuedTask::from(&submitted.task));
         }
         Ok(submitted)
+    }
+
+    /// The tenant checks of [`Runner::submit`]; `None` when tenants are not configured or the
+    /// task exists already (the store answers the resubmission).
+    async fn admit(
+        &self,
+        task: &SubmittedTask,
+    ) -> Result<Option<crate::queue::Admission<'_>>, RunnerError> {
+        let tenants = &self.inner.tenants;
+        if !tenants.configured() {
+            return Ok(None);
+        }
+        let Some(config) = tenants.get(&task.tenant) else {
+            return Err(RunnerError::Invalid {
+                field: "tenant".to_owned(),
+                problem: format!(
+                    "no tenant `{}` is configured; configured tenants: {}",
+                    task.tenant,
+                    tenants
+                        .configs()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        };
+        let exists = || async { self.inner.store.get(&task.id).await.map(|r| r.is_some()) };
+        if let Some(disabled) = self.inner.renderer.tenant_disabled(&task.tenant) {
+            return Err(RunnerError::Unavailable(disabled.to_string()));
+        }
+        if tenants.switches(&task.tenant).draining && !exists().await? {
+            return Err(RunnerError::Draining(format!(
+                "tenant `{}` is draining: it takes no new task until an admin resumes it \
+                 (POST /v1/tenants/{}/resume)",
+                task.tenant, task.tenant
+            )));
+        }
+        let max_queued = config.quotas.max_queued.map(|n| n as usize);
+        match self.inner.queue.admit(&task.tenant, max_queued) {
+            Ok(admission) => Ok(Some(admission)),
+            Err(_) if exists().await? => Ok(None),
+            Err(waiting) => Err(RunnerError::QuotaExceeded(format!(
+                "tenant `{}` has {waiting} tasks queued, its quota `tenants.{}.quotas.maxQueued` \
+                 is {}: retry when some have started, or ask the operator to raise the quota",
+                task.tenant,
+                task.tenant,
+                max_queued.unwrap_or(0)
+            ))),
+        }
+    }
+
+    /// The configured tenants (authentication, quotas, switches).
+    pub fn tenants(&self) -> &Arc<Tenants> {
+        &self.inner.tenants
+    }
+
+    /// Sets a tenant's hold and drain switches: persisted in the store's meta (they survive a
+    /// restart), applied at once (lifting a hold wakes the launcher).
+    pub async fn set_tenant_switches(
+        &self,
+        tenant: &str,
+        switches: TenantSwitches,
+    ) -> Result<(), RunnerError> {
+        if self.inner.tenants.get(tenant).is_none() {
+            return Err(RunnerError::NotFound {
+                id: tenant.to_owned(),
+            });
+        }
+        self.inner
+            .store
+            .set_meta(&tenants::meta_key(tenant), &switches.to_meta())
+            .await?;
+        self.inner.tenants.set_switches(tenant, switches);
+        self.inner.queue.rules_changed();
+        Ok(())
+    }
+
+    /// A tenant's queued and in-flight counts (rebuilt from the store on start).
+    pub fn tenant_usage(&self, tenant: &str) -> crate::queue::TenantUsage {
+        self.inner.queue.tenant_usage(tenant)
+    }
+
+    /// Reloads an adapter from the configuration (its component read anew), clearing its
+    /// quarantine and re-enabling a tenant it disabled.
+    pub async fn reload_adapter(&self, name: &str) -> Result<(), RenderError> {
+        let inner = Arc::clone(&self.inner);
+        let name = name.to_owned();
+        let done = tokio::task::spawn_blocking(move || inner.renderer.reload(&name))
+            .await
+            .map_err(|e| {
+                RenderError::Adapter(crate::adapters::Error::Engine(format!(
+                    "reloading panicked: {e}"
+                )))
+            })?;
+        self.inner.queue.rules_changed();
+        done
     }
 
     /// Cancels a task: a pending task leaves the queue; an in-flight task is stored `canceled`,
@@ -747,10 +873,13 @@ impl Inner {
         }
         let adapter_name = self
             .config
-            .route(&record.kind)
+            .route_for(&record.tenant, &record.kind)
             .map_or_else(|| "none".to_owned(), |b| b.name.clone());
         let called = Instant::now();
-        let rendered = self.renderer.render(&to_submitted(&record)).await;
+        let rendered = self
+            .renderer
+            .render_for_launch(&to_submitted(&record))
+            .await;
         self.metrics
             .adapter_call(&adapter_name, called.elapsed(), rendered.as_ref().err());
         let manifests = match rendered {
