@@ -2,16 +2,16 @@
 //! pod's whole log captured into the store when it ends, so it stays readable after the pod is
 //! gone.
 //!
-//! A follower streams `GET …/log?follow=true&container=MAIN` into the store and counts the bytes
-//! it stored. At most `max_log_followers` run at once (a semaphore): with 10,000 running Jobs
-//! taskpod holds at most that many log connections, never one per Job. When the task ends,
+//! A follower streams `GET …/log?follow=true&container=MAIN` into the store. At most
+//! `max_log_followers` run at once (a semaphore): with 10,000 running Jobs taskpod holds at most
+//! that many log connections, never one per Job. When the task ends,
 //! [`capture`] lets the follower drain (its stream ends with the container), then reads the
-//! whole log once and stores what the follower had not, so the stored log is complete whether or
-//! not the pod was followed. When the pod captured is not the one followed (a Job of several
-//! pods, such as a Samza job), its whole log is stored after the followed one's.
+//! whole log once and stores what is not stored yet — the part after the longest start of it the
+//! stored log ends with — so the stored log is complete whether or not the pod was followed,
+//! nothing is stored twice across a host restart, and when the pod captured is not the one
+//! followed (a Job of several pods, such as a Samza job) its whole log follows the other's.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::kube::api::LogParams;
@@ -24,9 +24,6 @@ use super::Inner;
 #[derive(Debug)]
 pub(super) struct Follower {
     handle: JoinHandle<()>,
-    stored: Arc<AtomicU64>,
-    /// The pod followed (a Job of several pods may end with another one captured).
-    pod: String,
 }
 
 impl Follower {
@@ -41,15 +38,8 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
     let Ok(permit) = Arc::clone(&inner.followers).try_acquire_owned() else {
         return;
     };
-    let stored = Arc::new(AtomicU64::new(0));
     let worker = Arc::clone(inner);
-    let followed = pod.to_owned();
-    let (task, pod, container, count) = (
-        id.to_owned(),
-        pod.to_owned(),
-        container.to_owned(),
-        Arc::clone(&stored),
-    );
+    let (task, pod, container) = (id.to_owned(), pod.to_owned(), container.to_owned());
     let handle = tokio::spawn(async move {
         let _permit = permit;
         let params = LogParams {
@@ -80,21 +70,15 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
                     continue;
                 }
             }
-            let len = chunk.len() as u64;
             if worker.store.append_log(&task, chunk).await.is_err() {
                 return;
             }
-            count.fetch_add(len, Ordering::SeqCst);
         }
     });
     let mut tracking = inner.lock();
     match tracking.tasks.get_mut(id) {
         Some(t) if t.follower.is_none() && !t.finishing => {
-            t.follower = Some(Follower {
-                handle,
-                stored,
-                pod: followed,
-            });
+            t.follower = Some(Follower { handle });
         }
         _ => handle.abort(),
     }
@@ -110,34 +94,29 @@ pub(super) async fn capture(
     container: &str,
     follower: Option<Follower>,
 ) {
-    let mut already = 0u64;
-    if let Some(Follower {
-        mut handle,
-        stored,
-        pod: followed,
-    }) = follower
-    {
-        if tokio::time::timeout(Duration::from_secs(2), &mut handle)
+    if let Some(Follower { mut handle, .. }) = follower
+        && tokio::time::timeout(Duration::from_secs(2), &mut handle)
             .await
             .is_err()
-        {
-            handle.abort();
-            let _ = handle.await;
-        }
-        // What the follower stored is a prefix of this log only when it followed this pod.
-        if followed == pod {
-            already = stored.load(Ordering::SeqCst);
-        }
-    }
-    // The store holds what every follower stored, this host's and those before a restart.
-    if let Ok(Some(record)) = inner.store.get(id).await {
-        already = already.max(record.log_bytes);
+    {
+        handle.abort();
+        let _ = handle.await;
     }
     match crate::kube::retry(5, || inner.kube.pod_log(pod, container)).await {
         Ok(Some(log)) => {
-            let start = usize::try_from(already)
-                .unwrap_or(usize::MAX)
-                .min(log.len());
+            // What is stored already may be this pod's log up to some point (a follower, this
+            // host's or one before a restart) or another pod's (a Job of several pods): the
+            // part of this log to skip is the longest start of it that the stored log ends with.
+            let start = match inner.store.get(id).await {
+                Ok(Some(record)) if record.log_bytes > 0 => {
+                    let from = record.log_bytes.saturating_sub(log.len() as u64);
+                    match inner.store.read_log(id, from, log.len()).await {
+                        Ok(tail) => stored_overlap(&tail.data, &log),
+                        Err(_) => 0,
+                    }
+                }
+                _ => 0,
+            };
             if start < log.len()
                 && let Err(error) = inner.store.append_log(id, log[start..].to_vec()).await
             {
@@ -146,5 +125,65 @@ pub(super) async fn capture(
         }
         Ok(None) => tracing::debug!(task = id, pod, "pod gone before its log was read"),
         Err(error) => tracing::warn!(task = id, pod, %error, "cannot read the task's log"),
+    }
+}
+
+/// The length of the longest start of `log` that `stored` ends with, ending at a line break (or
+/// the whole of `log`): how much of a pod's log is stored already. Knuth–Morris–Pratt over
+/// `stored` with `log` as the pattern, linear in both.
+fn stored_overlap(stored: &[u8], log: &[u8]) -> usize {
+    if log.is_empty() || stored.is_empty() {
+        return 0;
+    }
+    let mut fail = vec![0usize; log.len()];
+    let mut k = 0;
+    for i in 1..log.len() {
+        while k > 0 && log[i] != log[k] {
+            k = fail[k - 1];
+        }
+        if log[i] == log[k] {
+            k += 1;
+        }
+        fail[i] = k;
+    }
+    let mut matched = 0;
+    for &b in stored {
+        if matched == log.len() {
+            matched = fail[matched - 1];
+        }
+        while matched > 0 && b != log[matched] {
+            matched = fail[matched - 1];
+        }
+        if b == log[matched] {
+            matched += 1;
+        }
+    }
+    // Only whole lines (or all of it) count: a stored tail that happens to match the first
+    // bytes of another pod's line is not that line.
+    while matched > 0 && matched < log.len() && log[matched - 1] != b'\n' {
+        matched = fail[matched - 1];
+    }
+    matched
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stored_overlap;
+
+    #[test]
+    fn overlap_is_the_stored_start_of_the_same_pods_log() {
+        let log = b"one\ntwo\nthree\n";
+        assert_eq!(stored_overlap(b"one\ntwo\n", log), 8);
+        assert_eq!(stored_overlap(b"other pod\none\ntwo\n", log), 8);
+        assert_eq!(stored_overlap(log, log), log.len());
+        assert_eq!(stored_overlap(b"", log), 0);
+    }
+
+    #[test]
+    fn another_pods_log_is_stored_whole() {
+        let log = b"samza 0 up\nsamza 0 done\n";
+        assert_eq!(stored_overlap(b"samza 1 up\nsamza 1 done\n", log), 0);
+        // A stored tail equal to the first bytes of a line, not a whole line, is no overlap.
+        assert_eq!(stored_overlap(b"x\nsamza 0", log), 0);
     }
 }
