@@ -19,10 +19,12 @@ use taskpod::task::SubmittedTask;
 
 /// Config: the hostile guest for task type `hostile`, the built-in pod-template adapter for the
 /// rest; the default (restrictive) policy.
+/// The hostile adapter fails on purpose many times in a row: quarantine (tested in
+/// tests/tenants.rs) is off so that every task shows its own precise reason.
 fn config() -> String {
     format!(
         "adapters:\n  - name: hostile\n    component: {hostile}\n    config: {{mode: ok}}\n    \
-         limits: {{memory: 64Mi, timeout: 500ms}}\n  - name: tpl\n    component: builtin:pod-template\n    \
+         limits: {{memory: 64Mi, timeout: 500ms}}\n    quarantineAfter: 0\n  - name: tpl\n    component: builtin:pod-template\n    \
          templates:\n      base: template.yaml\nrouting:\n  default: tpl\n  byType:\n    hostile: hostile\n\
          runner:\n  taskCleanupInterval: 1h\n",
         hostile = taskpod::adapters::guests::HOSTILE_PATH,
