@@ -6,6 +6,11 @@
 //! Deployment and Service; workers available as the task's progress, also through
 //! `GET /v1/tasks/{id}`; companions deleted with the Job and on cancel); a Samza job of three containers, one failing once and restarted.
 
+#[allow(dead_code)] // shared runner-test helpers; this suite uses the waits only
+mod runner;
+
+use runner::wait_state;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,37 +184,8 @@ impl Env {
     }
 }
 
-/// Waits (at most `secs`) until task `id`'s state satisfies `done`.
-async fn wait_state(
-    store: &Store,
-    id: &str,
-    secs: u64,
-    done: impl Fn(TaskState) -> bool,
-) -> TaskRecord {
-    let mut events = store.subscribe();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        let record = store.get(id).await.expect("get").expect("task exists");
-        if done(record.state) {
-            return record;
-        }
-        let now = tokio::time::Instant::now();
-        assert!(
-            now < deadline,
-            "task {id} still {} after {secs} s: {:?}",
-            record.state,
-            record.reason
-        );
-        let _ = tokio::time::timeout(
-            (deadline - now).min(Duration::from_millis(200)),
-            events.recv(),
-        )
-        .await;
-    }
-}
-
 async fn wait_terminal(store: &Store, id: &str) -> TaskRecord {
-    wait_state(store, id, 30, |s| s.is_terminal()).await
+    runner::wait_terminal(store, id, 30).await
 }
 
 /// Waits (at most `secs`) until `check` returns true, polling every 50 ms.

@@ -147,8 +147,9 @@ pub async fn wait_state(
         let now = tokio::time::Instant::now();
         assert!(
             now < deadline,
-            "task {id} still {} after {secs} s",
-            record.state
+            "task {id} still {} after {secs} s: {:?}",
+            record.state,
+            record.reason
         );
         let _ = tokio::time::timeout(
             (deadline - now).min(Duration::from_millis(200)),
