@@ -156,8 +156,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         hostile_threads: usize,
     },
-    /// The runner against the in-process simulated cluster: throughput (P2), footprint with
-    /// many running Jobs (P3), pod end → state stored (P4), restart → reconciled (P5).
+    /// The runner against the simulated cluster: throughput against a bare client (P2, sim in
+    /// process), the host's footprint with many running Jobs (P3), pod end → state stored (P4)
+    /// and restart → reconciled (P5), these three with the sim in a child process.
     Runner {
         /// Tasks in the throughput phase.
         #[arg(long, default_value_t = 5000)]

@@ -16,7 +16,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use taskpod_adapter_sdk::AdapterOutput;
@@ -378,29 +377,43 @@ pub fn enforce(output: &AdapterOutput, contract: &JobContract) -> Result<Manifes
 type RuleFailure = (String, Rule, String);
 
 /// Parses `text` as a `T` of `api_version`/`kind`, rejecting unknown fields by path.
-fn parse_typed<T: DeserializeOwned + Serialize>(
+fn parse_typed<T: DeserializeOwned>(
     text: &str,
     what: &str,
     api_version: &str,
     kind: &str,
 ) -> Result<T, RuleFailure> {
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        (
+    let head = parse_head(text, what)?;
+    check_kind(&head, api_version, kind)?;
+    parse_strict::<T>(text)
+}
+
+/// `apiVersion` and `kind` of a manifest; the rest of the document is skipped, not built.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "apiVersion", default, borrow)]
+    api_version: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn parse_head<'a>(text: &'a str, what: &str) -> Result<Head<'a>, RuleFailure> {
+    match serde_json::from_str(text) {
+        Ok(head) => Ok(head),
+        // Valid JSON that is not an object with string `apiVersion`/`kind`: the kind check
+        // names what is wrong.
+        Err(e) if e.is_data() => Ok(Head::default()),
+        Err(e) => Err((
             String::new(),
             Rule::NotJson,
             format!("the {what} is not valid JSON: {e}"),
-        )
-    })?;
-    check_kind(&value, api_version, kind)?;
-    parse_value::<T>(&value)
+        )),
+    }
 }
 
-fn check_kind(value: &Value, api_version: &str, kind: &str) -> Result<(), RuleFailure> {
-    let got_api = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let got_kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+fn check_kind(head: &Head<'_>, api_version: &str, kind: &str) -> Result<(), RuleFailure> {
+    let got_api = head.api_version.as_deref().unwrap_or("");
+    let got_kind = head.kind.as_deref().unwrap_or("");
     if got_api != api_version || got_kind != kind {
         return Err((
             "kind".to_owned(),
@@ -411,13 +424,14 @@ fn check_kind(value: &Value, api_version: &str, kind: &str) -> Result<(), RuleFa
     Ok(())
 }
 
-fn parse_value<T: DeserializeOwned + Serialize>(value: &Value) -> Result<T, RuleFailure> {
-    let typed: T = serde_json::from_value(value.clone())
-        .map_err(|e| (String::new(), Rule::Malformed, e.to_string()))?;
-    let round_trip = serde_json::to_value(&typed)
-        .map_err(|e| (String::new(), Rule::Malformed, e.to_string()))?;
+/// Deserialises `text` into `T` in one pass, refusing fields the Kubernetes type does not have
+/// (as a strict API server does): every key the type skips is reported with its path.
+fn parse_strict<T: DeserializeOwned>(text: &str) -> Result<T, RuleFailure> {
     let mut unknown = Vec::new();
-    unknown_fields(value, &round_trip, String::new(), &mut unknown);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let typed: T = serde_ignored::deserialize(&mut de, |path| unknown.push(path_text(&path)))
+        .and_then(|typed| de.end().map(|()| typed))
+        .map_err(|e| (String::new(), Rule::Malformed, e.to_string()))?;
     if let Some(first) = unknown.first() {
         let more = if unknown.len() > 1 {
             format!(
@@ -437,23 +451,34 @@ fn parse_value<T: DeserializeOwned + Serialize>(value: &Value) -> Result<T, Rule
     Ok(typed)
 }
 
+/// A field path as the contract's errors spell it: `spec.template.spec.containers[0].image`.
+fn path_text(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", path_text(parent)),
+        Path::Map { parent, key } => {
+            let parent = path_text(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => path_text(parent),
+    }
+}
+
 fn parse_companion(text: &str) -> Result<Companion, RuleFailure> {
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        (
-            String::new(),
-            Rule::NotJson,
-            format!("the companion is not valid JSON: {e}"),
-        )
-    })?;
-    let api = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    let head = parse_head(text, "companion")?;
+    let api = head.api_version.as_deref().unwrap_or("");
+    let kind = head.kind.as_deref().unwrap_or("");
     match (api, kind) {
-        ("v1", "ConfigMap") => Ok(Companion::ConfigMap(Box::new(parse_value(&value)?))),
-        ("v1", "Service") => Ok(Companion::Service(Box::new(parse_value(&value)?))),
-        ("apps/v1", "Deployment") => Ok(Companion::Deployment(Box::new(parse_value(&value)?))),
+        ("v1", "ConfigMap") => Ok(Companion::ConfigMap(Box::new(parse_strict(text)?))),
+        ("v1", "Service") => Ok(Companion::Service(Box::new(parse_strict(text)?))),
+        ("apps/v1", "Deployment") => Ok(Companion::Deployment(Box::new(parse_strict(text)?))),
         _ => Err((
             "kind".to_owned(),
             Rule::WrongKind,
@@ -461,34 +486,6 @@ fn parse_companion(text: &str) -> Result<Companion, RuleFailure> {
                 "companions may be v1 ConfigMap, v1 Service or apps/v1 Deployment, got {api:?} {kind:?}"
             ),
         )),
-    }
-}
-
-/// Collects paths present (non-null) in `original` but absent from `round_trip`.
-fn unknown_fields(original: &Value, round_trip: &Value, path: String, out: &mut Vec<String>) {
-    match (original, round_trip) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (key, value) in a {
-                if value.is_null() {
-                    continue;
-                }
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match b.get(key) {
-                    Some(other) => unknown_fields(value, other, child, out),
-                    None => out.push(child),
-                }
-            }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            for (index, (x, y)) in a.iter().zip(b).enumerate() {
-                unknown_fields(x, y, format!("{path}[{index}]"), out);
-            }
-        }
-        _ => {}
     }
 }
 

@@ -49,6 +49,24 @@ pub struct QueuedTask {
     pub priority: i32,
     /// Submission sequence from the store; lower (older) launches first among equal priorities.
     pub seq: i64,
+    /// The record as stored when the task was queued, so that its launch need not read it
+    /// again; `None` for tasks queued from the store (restore) or with a large payload.
+    pub snapshot: Option<Arc<TaskRecord>>,
+}
+
+/// Largest payload kept in a queued task's snapshot: bigger tasks are read at launch, so a long
+/// queue of large tasks does not stay in memory.
+pub const MAX_SNAPSHOT_PAYLOAD: usize = 16 * 1024;
+
+impl QueuedTask {
+    /// Keeps `record` with the queued task when its payload is at most
+    /// [`MAX_SNAPSHOT_PAYLOAD`] bytes.
+    pub fn with_snapshot(mut self, record: &TaskRecord) -> QueuedTask {
+        if record.payload.len() <= MAX_SNAPSHOT_PAYLOAD {
+            self.snapshot = Some(Arc::new(record.clone()));
+        }
+        self
+    }
 }
 
 impl From<&TaskRecord> for QueuedTask {
@@ -59,6 +77,7 @@ impl From<&TaskRecord> for QueuedTask {
             kind: task.kind.clone(),
             priority: task.priority,
             seq: task.seq,
+            snapshot: None,
         }
     }
 }
@@ -596,6 +615,7 @@ mod tests {
             kind: "index".to_owned(),
             priority,
             seq,
+            snapshot: None,
         }
     }
 

@@ -611,10 +611,22 @@ impl Renderer {
     }
 
     /// Renders for a launch: fails at once when the adapter is quarantined, and counts the
-    /// adapter's consecutive failures, quarantining it at its `quarantineAfter`.
-    pub async fn render_for_launch(&self, task: &SubmittedTask) -> Result<Manifests, RenderError> {
+    /// adapter's consecutive failures, quarantining it at its `quarantineAfter`. Returns the
+    /// adapter's identity (stored with the task, written in the Job's Event) with the manifests.
+    pub async fn render_for_launch(
+        &self,
+        task: &SubmittedTask,
+    ) -> Result<(Manifests, crate::store::AdapterRef), RenderError> {
         let prepared = self.prepare(task)?;
         let name = prepared.adapter.name().to_owned();
+        let identity = {
+            let info = prepared.adapter.info();
+            crate::store::AdapterRef {
+                name: info.name.clone(),
+                version: info.version.clone(),
+                digest: prepared.adapter.digest().to_owned(),
+            }
+        };
         if let Some(health) = self.lock_health().get(&name)
             && let Some(last) = &health.quarantined
         {
@@ -660,7 +672,7 @@ impl Renderer {
             }
             Err(_) => {}
         }
-        result
+        result.map(|manifests| (manifests, identity))
     }
 
     /// Renders without blocking the async runtime (the adapter runs on a blocking thread).

@@ -353,3 +353,18 @@ fn subdomain_names_are_checked_as_kubernetes_does() {
     assert!(!is_dns1123_subdomain("a.b-"));
     assert!(!is_dns1123_subdomain("Upper"));
 }
+
+#[test]
+fn unknown_fields_of_companions_and_non_objects_are_named() {
+    let companion = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "payload", "labelz": {"a": "b"}},
+        "data": {"task.json": "{}"}
+    });
+    let err = enforce(job(), vec![companion]).expect_err("rejected");
+    assert_eq!(err.rule, Rule::UnknownField, "{err}");
+    assert_eq!(err.path, "metadata.labelz", "{err}");
+    // Valid JSON that is not a manifest at all is a wrong kind, not "not JSON".
+    let err = enforce(json!(["a", "list"]), Vec::new()).expect_err("rejected");
+    assert_eq!(err.rule, Rule::WrongKind, "{err}");
+}

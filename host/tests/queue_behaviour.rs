@@ -15,6 +15,7 @@ fn queued(id: &str, tenant: &str, priority: i32, seq: i64) -> QueuedTask {
         kind: "index_parallel".to_string(),
         priority,
         seq,
+        snapshot: None,
     }
 }
 

@@ -52,6 +52,9 @@ pub struct SimArgs {
     /// pods move only when a client patches their status, as under envtest.
     #[arg(long)]
     pub controllers_only: bool,
+    /// Concurrent workers per controller (0 = the default, 8).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub controller_workers: usize,
     /// Behaviour rules of the simulated containers (YAML; see sim's behavior module).
     #[arg(long, value_name = "FILE")]
     pub behavior: Option<PathBuf>,
@@ -246,6 +249,7 @@ pub fn sim(args: &SimArgs, out: &mut dyn Write) -> Result<(), ServiceError> {
     if args.controllers_only {
         opts.controllers.mode = taskpod_sim::ControllerMode::ControllersOnly;
     }
+    opts.controllers.workers = args.controller_workers;
     if let Some(path) = &args.behavior {
         opts.controllers.behavior =
             taskpod_sim::controllers::behavior::Behavior::from_yaml_file(path)

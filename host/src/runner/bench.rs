@@ -3,13 +3,19 @@
 //!
 //! - P2: submit → Job created, as tasks per second and as a ratio to a bare kube-client loop
 //!   creating the identical Jobs with the same concurrency (API server only, no controllers).
-//! - P3: resident memory and thread count of the process with `jobs` running Jobs tracked,
-//!   against the same figures before the Jobs existed (the sim lives in the same process, so
-//!   its objects are counted too).
+//! - P3: resident memory and thread count of the host with `jobs` running Jobs tracked, against
+//!   the same figures before the runner started. For P3–P5 the simulated cluster runs in a child
+//!   process (`taskpod sim --controllers-only`), as a real API server would, so that its objects
+//!   are not counted as the host's; its own footprint is reported beside. They run before P2, so
+//!   that what P2 allocated is not counted either.
 //! - P4: p50/p99 from a pod's termination (the status write a kubelet would make) to the task's
 //!   terminal state committed in the store, while the other Jobs keep running.
 //! - P5: restart-to-reconciled: a new runner on the same store until restore is done and both
 //!   watches are synced, with every Job re-attached.
+//!
+//! P2 also reports the CPU time the whole process (client, sim and, for the runner, adapter and
+//! store) spent per task, which is where the ratio comes from on a machine whose cores are
+//! shared by all of them.
 //!
 //! P3–P5 run the sim in controllers-only mode: the Job controller creates pods, and the
 //! benchmark plays the kubelet by writing pod status, so the figures are the runner's and not a
@@ -60,16 +66,26 @@ pub struct RunnerReport {
     pub baseline_per_s: f64,
     /// Submit → Job created, tasks per second.
     pub runner_per_s: f64,
+    /// CPU time of the process per Job created by the bare client (client and sim).
+    pub baseline_cpu_per_task: Duration,
+    /// CPU time of the process per task launched by the runner (runner, store, adapter, sim).
+    pub runner_cpu_per_task: Duration,
     /// Running Jobs tracked in P3–P5.
     pub jobs: usize,
     /// RSS before the Jobs existed, bytes.
     pub rss_before: u64,
+    /// RSS with a tenth of `jobs` running Jobs tracked, bytes.
+    pub rss_tenth: u64,
     /// RSS with `jobs` running Jobs tracked, bytes.
     pub rss_after: u64,
     /// Threads before.
     pub threads_before: usize,
+    /// Threads with a tenth of `jobs` running Jobs tracked.
+    pub threads_tenth: usize,
     /// Threads with `jobs` running Jobs tracked.
     pub threads_after: usize,
+    /// RSS of the simulated cluster's process holding the Jobs and pods, bytes.
+    pub sim_rss: u64,
     /// Pod terminations measured.
     pub terminations: usize,
     /// Termination → stored, median.
@@ -82,7 +98,6 @@ pub struct RunnerReport {
 
 impl fmt::Display for RunnerReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
         writeln!(f, "taskpod bench runner")?;
         writeln!(
             f,
@@ -94,13 +109,22 @@ impl fmt::Display for RunnerReport {
         )?;
         writeln!(
             f,
-            "P3 footprint with {} running Jobs tracked: RSS {:.0} MiB (before {:.0} MiB, +{:.0} MiB incl. the in-process sim), threads {} (before {})  (goal <= 200 MB, threads independent of Jobs)",
+            "   CPU per task (whole process: client, sim and, for the runner, adapter and store): runner {:.0} us, bare client {:.0} us",
+            self.runner_cpu_per_task.as_secs_f64() * 1e6,
+            self.baseline_cpu_per_task.as_secs_f64() * 1e6
+        )?;
+        writeln!(
+            f,
+            "P3 host footprint with {} running Jobs tracked: RSS {:.0} MB, threads {}; with {}: RSS {:.0} MB, threads {}; before the runner started: RSS {:.0} MB, threads {}  (goal <= 200 MB, threads independent of Jobs); the sim's process holding them: {:.0} MB",
             self.jobs,
-            mb(self.rss_after),
-            mb(self.rss_before),
-            mb(self.rss_after.saturating_sub(self.rss_before)),
+            self.rss_after as f64 / 1e6,
             self.threads_after,
-            self.threads_before
+            (self.jobs / 10).max(1),
+            self.rss_tenth as f64 / 1e6,
+            self.threads_tenth,
+            self.rss_before as f64 / 1e6,
+            self.threads_before,
+            self.sim_rss as f64 / 1e6
         )?;
         writeln!(
             f,
@@ -113,7 +137,7 @@ impl fmt::Display for RunnerReport {
         writeln!(
             f,
             "P5 restart -> reconciled with {} Jobs in flight: {:.2} s  (goal <= 10 s)",
-            self.jobs,
+            self.jobs.saturating_sub(self.terminations),
             self.restart.as_secs_f64()
         )
     }
@@ -129,7 +153,12 @@ fn kube_err<E: fmt::Display>(e: E) -> RunnerBenchError {
 
 /// The process's resident set size in bytes and thread count (Linux `/proc/self/status`).
 pub fn process_footprint() -> (u64, usize) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    footprint_of("self")
+}
+
+/// Resident set size and thread count of process `pid` (`self` for this one).
+fn footprint_of(pid: &str) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -139,6 +168,96 @@ pub fn process_footprint() -> (u64, usize) {
             .unwrap_or(0)
     };
     (field("VmRSS:") * 1024, field("Threads:") as usize)
+}
+
+/// CPU time (user + system) this process has used so far (Linux `/proc/self/stat`, in clock
+/// ticks of 10 ms).
+pub fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// The simulated cluster of P3–P5 in a child process (`taskpod sim --controllers-only`).
+struct SimProcess {
+    child: tokio::process::Child,
+    client: ::kube::Client,
+}
+
+impl SimProcess {
+    async fn start(dir: &std::path::Path) -> Result<SimProcess> {
+        let exe = std::env::current_exe().map_err(setup)?;
+        let kubeconfig = dir.join("sim.kubeconfig");
+        let mut child = tokio::process::Command::new(exe)
+            .arg("sim")
+            .args(["--listen", "127.0.0.1:0", "--controllers-only"])
+            .args(["--controller-workers", "32"])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| setup(format!("cannot start `taskpod sim`: {e}")))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().map_err(setup)? {
+                return Err(setup(format!(
+                    "`taskpod sim` exited at start-up ({status})"
+                )));
+            }
+            if let Ok(client) = client_from(&kubeconfig).await {
+                let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+                    Api::all(client.clone());
+                if namespaces
+                    .list(&ListParams::default().limit(1))
+                    .await
+                    .is_ok()
+                {
+                    return Ok(SimProcess { child, client });
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(RunnerBenchError::Timeout(
+                    "`taskpod sim` to serve".to_owned(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn footprint(&self) -> (u64, usize) {
+        self.child
+            .id()
+            .map(|pid| footprint_of(&pid.to_string()))
+            .unwrap_or_default()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+async fn client_from(path: &std::path::Path) -> Result<::kube::Client> {
+    let kubeconfig = ::kube::config::Kubeconfig::read_from(path).map_err(setup)?;
+    let config = ::kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &::kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(setup)?;
+    ::kube::Client::try_from(config).map_err(setup)
 }
 
 fn config(dir: &std::path::Path, capacity: usize) -> Result<Arc<Config>> {
@@ -202,8 +321,11 @@ async fn wait_for<F: FnMut() -> bool>(secs: u64, what: &str, mut done: F) -> Res
     Ok(())
 }
 
+/// P2's figures: (bare client Jobs/s, its CPU per Job, runner tasks/s, its CPU per task).
+type Throughput = (f64, Duration, f64, Duration);
+
 /// P2: the runner against a bare client loop, `n` tasks each.
-async fn throughput(n: usize, concurrency: usize) -> Result<(f64, f64)> {
+async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
     let dir = tempfile::tempdir().map_err(setup)?;
     let config = config(dir.path(), n + 1)?;
     // Baseline: the same Job the runner would create, under distinct names.
@@ -215,6 +337,7 @@ async fn throughput(n: usize, concurrency: usize) -> Result<(f64, f64)> {
     .map_err(setup)?;
     let template = renderer.render(&task("template")).await.map_err(setup)?.job;
     let jobs: Api<Job> = Api::namespaced(base.client(), "default");
+    let cpu = process_cpu();
     let started = Instant::now();
     let results: Vec<_> = futures::stream::iter(0..n)
         .map(|i| {
@@ -227,6 +350,7 @@ async fn throughput(n: usize, concurrency: usize) -> Result<(f64, f64)> {
         .collect()
         .await;
     let baseline = n as f64 / started.elapsed().as_secs_f64();
+    let baseline_cpu = (process_cpu().saturating_sub(cpu)) / n.max(1) as u32;
     for r in results {
         r.map_err(kube_err)?;
     }
@@ -245,6 +369,7 @@ async fn throughput(n: usize, concurrency: usize) -> Result<(f64, f64)> {
     )
     .await?;
     let counters = sim.counters();
+    let cpu = process_cpu();
     let started = Instant::now();
     let submit = submit_all(&runner, "p2", n);
     let created = wait_for(120, "P2 Jobs created", || {
@@ -254,9 +379,10 @@ async fn throughput(n: usize, concurrency: usize) -> Result<(f64, f64)> {
     s?;
     c?;
     let rate = n as f64 / started.elapsed().as_secs_f64();
+    let runner_cpu = (process_cpu().saturating_sub(cpu)) / n.max(1) as u32;
     runner.shutdown().await;
     sim.shutdown().await;
-    Ok((baseline, rate))
+    Ok((baseline, baseline_cpu, rate, runner_cpu))
 }
 
 /// Writes pod status as a kubelet would: running, or terminated with exit code 0.
@@ -279,43 +405,42 @@ async fn set_pod(pods: &Api<Pod>, name: &str, terminated: bool) -> Result<()> {
     Ok(())
 }
 
-/// Runs the whole benchmark: `throughput_tasks` for P2, `jobs` running Jobs for P3–P5,
-/// `terminations` measured pod ends for P4.
-pub async fn run(
-    throughput_tasks: usize,
-    jobs: usize,
-    terminations: usize,
-) -> Result<RunnerReport> {
-    let concurrency = 64;
-    let (baseline_per_s, runner_per_s) = throughput(throughput_tasks, concurrency).await?;
+/// Wait before a footprint reading: longer than the 10 s an idle thread of Tokio's blocking
+/// pool lives, so that threads started for a burst of submissions have ended and the count is
+/// the host's steady state with the Jobs tracked.
+const SETTLE: Duration = Duration::from_secs(11);
 
-    let dir = tempfile::tempdir().map_err(setup)?;
-    let config = config(dir.path(), jobs + 1)?;
-    let sim = sim(ControllerMode::ControllersOnly).await?;
-    let (rss_before, threads_before) = process_footprint();
-    let store = Store::open(dir.path().join("p3.db"), StoreOptions::default()).map_err(setup)?;
-    let options = RunnerOptions {
-        launch_concurrency: concurrency,
-        ..RunnerOptions::default()
-    };
-    let runner = Runner::start_with(
-        Arc::clone(&config),
-        store.clone(),
-        sim.client(),
-        options.clone(),
-    )
-    .await?;
-    submit_all(&runner, "p3", jobs).await?;
-    let pods: Api<Pod> = Api::namespaced(sim.client(), "default");
-    let selector = ListParams::default().labels("taskpod.dev/instance=bench");
+/// Submits tasks `p3-{range}`, waits for their pods, reports them running as a kubelet would
+/// and waits until the store has them all `running`; appends the pods' names to `names`.
+async fn run_up(
+    runner: &Runner,
+    store: &Store,
+    pods: &Api<Pod>,
+    selector: &ListParams,
+    range: std::ops::Range<usize>,
+    concurrency: usize,
+    names: &mut Vec<String>,
+) -> Result<()> {
+    let total = range.end;
+    let results: Vec<_> = futures::stream::iter(range)
+        .map(|i| runner.submit(task(&format!("p3-{i}"))))
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
     let deadline = Instant::now() + Duration::from_secs(300);
-    let names = loop {
-        let list = pods.list(&selector).await.map_err(kube_err)?;
-        if list.items.len() >= jobs {
+    let new = loop {
+        // Metadata only: the benchmark's own allocations stay small next to the host's.
+        let list = pods.list_metadata(selector).await.map_err(kube_err)?;
+        if list.items.len() >= total {
+            let known: std::collections::HashSet<&String> = names.iter().collect();
             break list
                 .items
                 .into_iter()
                 .filter_map(|p| p.metadata.name)
+                .filter(|n| !known.contains(n))
                 .collect::<Vec<_>>();
         }
         if Instant::now() > deadline {
@@ -325,36 +450,93 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let started: Vec<_> = futures::stream::iter(names.iter())
-        .map(|n| set_pod(&pods, n, false))
+    let started: Vec<_> = futures::stream::iter(new.iter())
+        .map(|n| set_pod(pods, n, false))
         .buffer_unordered(concurrency)
         .collect()
         .await;
     for r in started {
         r?;
     }
-    let counts = || async {
-        store
+    names.extend(new);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let running = store
             .counts()
             .await
             .map(|c| c.state(TaskState::Running) as usize)
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while counts().await < jobs {
+            .unwrap_or(0);
+        if running >= total {
+            break;
+        }
         if Instant::now() > deadline {
             return Err(RunnerBenchError::Timeout("tasks running".to_owned()));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+/// Runs the whole benchmark: `throughput_tasks` for P2, `jobs` running Jobs for P3–P5,
+/// `terminations` measured pod ends for P4.
+pub async fn run(
+    throughput_tasks: usize,
+    jobs: usize,
+    terminations: usize,
+) -> Result<RunnerReport> {
+    let concurrency = 64;
+    let dir = tempfile::tempdir().map_err(setup)?;
+    let config = config(dir.path(), jobs + 1)?;
+    let sim = SimProcess::start(dir.path()).await?;
+    let (rss_before, threads_before) = process_footprint();
+    let store = Store::open(dir.path().join("p3.db"), StoreOptions::default()).map_err(setup)?;
+    let options = RunnerOptions {
+        launch_concurrency: concurrency,
+        ..RunnerOptions::default()
+    };
+    let runner = Runner::start_with(
+        Arc::clone(&config),
+        store.clone(),
+        sim.client.clone(),
+        options.clone(),
+    )
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(sim.client.clone(), "default");
+    let selector = ListParams::default().labels("taskpod.dev/instance=bench");
+    // A tenth of the Jobs first, then all of them: the host's threads must not grow with them.
+    let tenth = (jobs / 10).max(1);
+    let mut names = Vec::with_capacity(jobs);
+    run_up(
+        &runner,
+        &store,
+        &pods,
+        &selector,
+        0..tenth,
+        concurrency,
+        &mut names,
+    )
+    .await?;
+    tokio::time::sleep(SETTLE).await;
+    let (rss_tenth, threads_tenth) = process_footprint();
+    run_up(
+        &runner,
+        &store,
+        &pods,
+        &selector,
+        tenth..jobs,
+        concurrency,
+        &mut names,
+    )
+    .await?;
+    tokio::time::sleep(SETTLE).await;
     let (rss_after, threads_after) = process_footprint();
+    let (sim_rss, _) = sim.footprint();
 
     // P4: end pods one after another while the others keep running.
     let mut events = store.subscribe();
     let mut latencies = Vec::with_capacity(terminations);
     let by_pod: std::collections::HashMap<String, String> = {
-        let list = pods.list(&selector).await.map_err(kube_err)?;
+        let list = pods.list_metadata(&selector).await.map_err(kube_err)?;
         list.items
             .into_iter()
             .filter_map(|p| {
@@ -399,7 +581,7 @@ pub async fn run(
     runner.shutdown().await;
     let in_flight = jobs - terminations;
     let restarted = Instant::now();
-    let runner = Runner::start_with(config, store.clone(), sim.client(), options).await?;
+    let runner = Runner::start_with(config, store.clone(), sim.client.clone(), options).await?;
     let r = runner.clone();
     wait_for(60, "restart reconciled", move || {
         r.is_ready() && r.tracked() >= in_flight
@@ -407,15 +589,24 @@ pub async fn run(
     .await?;
     let restart = restarted.elapsed();
     runner.shutdown().await;
-    sim.shutdown().await;
+    sim.stop().await;
+    drop(store);
+
+    let (baseline_per_s, baseline_cpu_per_task, runner_per_s, runner_cpu_per_task) =
+        throughput(throughput_tasks, concurrency).await?;
     Ok(RunnerReport {
         throughput_tasks,
         baseline_per_s,
         runner_per_s,
+        baseline_cpu_per_task,
+        runner_cpu_per_task,
+        sim_rss,
         jobs,
         rss_before,
+        rss_tenth,
         rss_after,
         threads_before,
+        threads_tenth,
         threads_after,
         terminations: latencies.len(),
         term_p50,

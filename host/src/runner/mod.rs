@@ -33,9 +33,7 @@ use crate::kube::{self as k8s, Kube, KubeError};
 use crate::metrics::Metrics;
 use crate::queue::{FairShare, LaunchPolicy, PriorityOrder, Queue, QueuedTask};
 use crate::render::{RenderError, Renderer};
-use crate::store::{
-    AdapterRef, NewTask, ReasonCode, Store, StoreError, TaskRecord, TaskState, Transition,
-};
+use crate::store::{NewTask, ReasonCode, Store, StoreError, TaskRecord, TaskState, Transition};
 use crate::task::SubmittedTask;
 use crate::tenants::{self, TenantSwitches, Tenants};
 
@@ -405,7 +403,9 @@ impl Runner {
             .await?;
         if submitted.created {
             tracing::info!(tenant = %task.tenant, r#type = %task.kind, "task submitted");
-            self.inner.queue.push(QueuedTask::from(&submitted.task));
+            self.inner
+                .queue
+                .push(QueuedTask::from(&submitted.task).with_snapshot(&submitted.task));
         }
         Ok(submitted)
     }
@@ -645,8 +645,9 @@ impl Runner {
             && self.inner.pods_synced.load(Ordering::SeqCst)
     }
 
-    /// Stops the launch loop, the watchers, the timers and the reaper. Work in progress stops at
-    /// its next await; what was stored stays, and the next start carries on from there.
+    /// Stops the launch loop, the watchers, the timers and the reaper, then sends the Events
+    /// still queued. Work in progress stops at its next await; what was stored stays, and the
+    /// next start carries on from there.
     pub async fn shutdown(self) {
         let _ = self.inner.stop.send(true);
         let handles =
@@ -668,6 +669,7 @@ impl Runner {
         for follower in followers {
             follower.abort();
         }
+        self.inner.events.close().await;
     }
 }
 
@@ -834,9 +836,16 @@ impl Inner {
         self.launch_task(task).instrument(span).await
     }
 
-    async fn launch_task(self: Arc<Self>, task: QueuedTask) {
+    async fn launch_task(self: Arc<Self>, mut task: QueuedTask) {
         let id = task.id.clone();
-        let record = match self.store.get(&id).await {
+        // The record as submitted saves a read; a change since (a cancel racing this launch)
+        // is caught by the compare-and-set `pending → launching` below.
+        let snapshot = task.snapshot.take().map(Arc::unwrap_or_clone);
+        let read = match snapshot {
+            Some(record) => Ok(Some(record)),
+            None => self.store.get(&id).await,
+        };
+        let record = match read {
             Ok(Some(record)) => record,
             Ok(None) => {
                 self.queue.finish(&id);
@@ -882,8 +891,8 @@ impl Inner {
             .await;
         self.metrics
             .adapter_call(&adapter_name, called.elapsed(), rendered.as_ref().err());
-        let manifests = match rendered {
-            Ok(manifests) => manifests,
+        let (manifests, adapter) = match rendered {
+            Ok(rendered) => rendered,
             Err(error) => {
                 tracing::warn!(adapter = %adapter_name, %error, "the adapter failed; the task fails");
                 let code = match &error {
@@ -907,19 +916,9 @@ impl Inner {
         let job_name = manifests.job.metadata.name.clone().unwrap_or_default();
         let mut state = record.state;
         if state == TaskState::Pending {
-            let adapter = self.renderer.prepare(&to_submitted(&record)).ok().map(|p| {
-                let info = p.adapter.info();
-                AdapterRef {
-                    name: info.name.clone(),
-                    version: info.version.clone(),
-                    digest: p.adapter.digest().to_owned(),
-                }
-            });
-            let mut change =
-                Transition::new(&id, TaskState::Pending, TaskState::Launching).job_name(&job_name);
-            if let Some(adapter) = adapter {
-                change = change.adapter(adapter);
-            }
+            let change = Transition::new(&id, TaskState::Pending, TaskState::Launching)
+                .job_name(&job_name)
+                .adapter(adapter.clone());
             match self.store.transition(change).await {
                 Ok(updated) => {
                     self.metrics.task_launched(&updated);
@@ -947,19 +946,16 @@ impl Inner {
         let uid = match created {
             Ok(created) => {
                 tracing::info!(job = %job_name, existing = matches!(created, k8s::Created::Existing { .. }), "Job created");
-                if matches!(created, k8s::Created::New { .. })
-                    && let Ok(prepared) = self.renderer.prepare(&to_submitted(&record))
-                {
-                    let info = prepared.adapter.info();
+                if matches!(created, k8s::Created::New { .. }) {
                     self.events.adapted(
                         &JobRef {
                             name: job_name.clone(),
                             uid: Some(created.uid().to_owned()),
                         },
-                        prepared.adapter.name(),
-                        &info.name,
-                        &info.version,
-                        prepared.adapter.digest(),
+                        &adapter_name,
+                        &adapter.name,
+                        &adapter.version,
+                        &adapter.digest,
                     );
                 }
                 if let Some(t) = self.lock().tasks.get_mut(&id) {

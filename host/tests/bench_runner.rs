@@ -1,0 +1,56 @@
+//! `taskpod bench runner` at a small scale, through the binary: every phase runs (P3–P5 with
+//! the simulated cluster in a child `taskpod sim` process) and the report carries each figure.
+
+use std::process::Command;
+
+/// The first number after `label` in `line`.
+fn number_after(line: &str, label: &str) -> f64 {
+    let rest = &line[line
+        .find(label)
+        .unwrap_or_else(|| panic!("`{label}` in {line:?}"))
+        + label.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("a number after `{label}` in {line:?}"))
+}
+
+#[test]
+fn bench_runner_reports_every_phase() {
+    let output = Command::new(env!("CARGO_BIN_EXE_taskpod"))
+        .args(["bench", "runner", "--tasks", "200", "--jobs", "30"])
+        .args(["--terminations", "5"])
+        .env("TASKPOD_LOG", "warn")
+        .output()
+        .expect("run taskpod bench runner");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // No Event is written to a simulated cluster that has already stopped.
+    assert!(!stderr.contains("cannot write the Event"), "{stderr}");
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("a `{prefix}` line in {stdout}"))
+            .to_owned()
+    };
+    let p2 = line("P2 throughput (200 tasks)");
+    assert!(number_after(&p2, "runner") > 0.0, "{p2}");
+    assert!(number_after(&p2, "bare client") > 0.0, "{p2}");
+    let cpu = line("CPU per task");
+    assert!(number_after(&cpu, "): runner") > 0.0, "{cpu}");
+    let p3 = line("P3 host footprint with 30 running Jobs tracked");
+    assert!(number_after(&p3, "RSS") > 0.0, "{p3}");
+    assert!(number_after(&p3, "threads") >= 2.0, "{p3}");
+    assert!(number_after(&p3, "with 3: RSS") > 0.0, "{p3}");
+    assert!(number_after(&p3, "holding them:") > 0.0, "{p3}");
+    let p4 = line("P4 pod termination -> task state stored (5 pods, 30 running)");
+    assert!(number_after(&p4, "p99") > 0.0, "{p4}");
+    let p5 = line("P5 restart -> reconciled with 25 Jobs in flight");
+    assert!(number_after(&p5, "flight:") > 0.0, "{p5}");
+}
