@@ -23,7 +23,6 @@ use k8s_openapi::api::core::v1::{
     Container, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext,
 };
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
 use taskpod_adapter_sdk::AdapterOutput;
 
 use crate::contract::{Companion, Manifests};
@@ -740,11 +739,24 @@ fn show(resource: &str, amount: u64) -> String {
 /// Refuses an object whose `metadata.namespace` names another namespace than the host's (the
 /// contract would move it silently; an adapter asking for another namespace is hostile or
 /// misconfigured).
+/// Only `metadata.namespace` of a manifest; the rest is skipped, not built.
+#[derive(serde::Deserialize)]
+struct Placed<'a> {
+    #[serde(default, borrow)]
+    metadata: Option<PlacedMeta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PlacedMeta<'a> {
+    #[serde(default, borrow)]
+    namespace: Option<std::borrow::Cow<'a, str>>,
+}
+
 fn check_namespace(text: &str, namespace: &str) -> Result<(), Refusal> {
-    let Ok(value) = serde_json::from_str::<Value>(text) else {
-        return Ok(()); // the contract already refused text that is not JSON
+    let Ok(placed) = serde_json::from_str::<Placed<'_>>(text) else {
+        return Ok(()); // the contract already refused text that is not a JSON manifest
     };
-    match value.pointer("/metadata/namespace").and_then(Value::as_str) {
+    match placed.metadata.and_then(|m| m.namespace).as_deref() {
         Some(asked) if !asked.is_empty() && asked != namespace => Err(refuse(
             "metadata.namespace".to_owned(),
             PolicyRule::Namespace,
@@ -762,7 +774,7 @@ fn check_namespace(text: &str, namespace: &str) -> Result<(), Refusal> {
 mod tests {
     use super::*;
     use crate::contract::{JobContract, enforce};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn contract() -> JobContract {
         JobContract {
