@@ -2,7 +2,8 @@
 //! pod's whole log captured into the store when it ends, so it stays readable after the pod is
 //! gone.
 //!
-//! A follower streams `GET …/log?follow=true&container=MAIN` into the store. At most
+//! A follower streams `GET …/log?follow=true&container=MAIN` into the store, whole lines at a
+//! time, after skipping what is stored already (found by content, as below). At most
 //! `max_log_followers` run at once (a semaphore): with 10,000 running Jobs taskpod holds at most
 //! that many log connections, never one per Job. When the task ends,
 //! [`capture`] lets the follower drain (its stream ends with the container), then reads the
@@ -47,15 +48,31 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
             follow: true,
             ..LogParams::default()
         };
-        // What an earlier follower (before a restart of the host) stored is not stored twice.
-        let Ok(Some(record)) = worker.store.get(&task).await else {
-            return;
+        // What is stored already (an earlier follower's, before a restart of the host, or
+        // another pod's of the same Job) is skipped by content, as `capture` does: the part
+        // of this pod's log up to now that the stored log ends with.
+        let mut skip = match worker.store.get(&task).await {
+            Ok(Some(record)) if record.log_bytes > 0 => {
+                match worker
+                    .kube
+                    .pod_log(&pod, params.container.as_deref().unwrap_or(""))
+                    .await
+                {
+                    Ok(Some(log)) => stored_prefix(&worker, &task, record.log_bytes, &log).await,
+                    _ => return,
+                }
+            }
+            Ok(Some(_)) => 0,
+            _ => return,
         };
-        let mut skip = record.log_bytes;
         let Ok(reader) = worker.kube.pods().log_stream(&pod, &params).await else {
             return;
         };
         futures::pin_mut!(reader);
+        // Only whole lines are stored while the pod runs, so that the stored log always ends
+        // at a line break and a later resume or capture finds where this pod's log stands; an
+        // unfinished last line is left to `capture` when the pod ends.
+        let mut partial: Vec<u8> = Vec::new();
         loop {
             let mut chunk = match reader.fill_buf().await {
                 Ok([]) | Err(_) => return,
@@ -63,14 +80,20 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
             };
             reader.consume_unpin(chunk.len());
             if skip > 0 {
-                let n = usize::try_from(skip).unwrap_or(usize::MAX).min(chunk.len());
+                let n = skip.min(chunk.len());
                 chunk.drain(..n);
-                skip -= n as u64;
+                skip -= n;
                 if chunk.is_empty() {
                     continue;
                 }
             }
-            if worker.store.append_log(&task, chunk).await.is_err() {
+            partial.extend_from_slice(&chunk);
+            let Some(end) = partial.iter().rposition(|&b| b == b'\n') else {
+                continue;
+            };
+            let rest = partial.split_off(end + 1);
+            let lines = std::mem::replace(&mut partial, rest);
+            if worker.store.append_log(&task, lines).await.is_err() {
                 return;
             }
         }
@@ -109,11 +132,7 @@ pub(super) async fn capture(
             // part of this log to skip is the longest start of it that the stored log ends with.
             let start = match inner.store.get(id).await {
                 Ok(Some(record)) if record.log_bytes > 0 => {
-                    let from = record.log_bytes.saturating_sub(log.len() as u64);
-                    match inner.store.read_log(id, from, log.len()).await {
-                        Ok(tail) => stored_overlap(&tail.data, &log),
-                        Err(_) => 0,
-                    }
+                    stored_prefix(inner, id, record.log_bytes, &log).await
                 }
                 _ => 0,
             };
@@ -125,6 +144,15 @@ pub(super) async fn capture(
         }
         Ok(None) => tracing::debug!(task = id, pod, "pod gone before its log was read"),
         Err(error) => tracing::warn!(task = id, pod, %error, "cannot read the task's log"),
+    }
+}
+
+/// How much of a pod's `log` the task's stored log (`stored_bytes` long) ends with already.
+async fn stored_prefix(inner: &Inner, id: &str, stored_bytes: u64, log: &[u8]) -> usize {
+    let from = stored_bytes.saturating_sub(log.len() as u64);
+    match inner.store.read_log(id, from, log.len()).await {
+        Ok(tail) => stored_overlap(&tail.data, log),
+        Err(_) => 0,
     }
 }
 
