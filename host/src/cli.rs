@@ -27,6 +27,7 @@ pub use remote::{
     CancelArgs, CapacityArgs, ListArgs, LogsArgs, ServerArg, ServiceError, StatusArgs, SubmitArgs,
     TenantArgs,
 };
+pub(crate) use serve::kube_client;
 pub use serve::{ServeArgs, SimArgs};
 
 use crate::adapters::{self, Runtime, RuntimeOptions};

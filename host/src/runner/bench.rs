@@ -217,7 +217,7 @@ impl SimProcess {
                     "`taskpod sim` exited at start-up ({status})"
                 )));
             }
-            if let Ok(client) = client_from(&kubeconfig).await {
+            if let Ok(client) = crate::cli::kube_client(Some(&kubeconfig)).await {
                 let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
                     Api::all(client.clone());
                 if namespaces
@@ -249,17 +249,6 @@ impl SimProcess {
     }
 }
 
-async fn client_from(path: &std::path::Path) -> Result<::kube::Client> {
-    let kubeconfig = ::kube::config::Kubeconfig::read_from(path).map_err(setup)?;
-    let config = ::kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &::kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .map_err(setup)?;
-    ::kube::Client::try_from(config).map_err(setup)
-}
-
 fn config(dir: &std::path::Path, capacity: usize) -> Result<Arc<Config>> {
     std::fs::write(dir.join("template.yaml"), TEMPLATE).map_err(setup)?;
     let text = format!(
@@ -285,11 +274,11 @@ fn task(id: &str) -> SubmittedTask {
     }
 }
 
-async fn sim(mode: ControllerMode) -> Result<Sim> {
+/// The in-process API server of P2 (no controllers: only the creates are measured).
+async fn api_server() -> Result<Sim> {
     Sim::start(SimOptions {
         controllers: ControllerConfig {
-            mode,
-            workers: 32,
+            mode: ControllerMode::Off,
             ..ControllerConfig::default()
         },
         ..SimOptions::default()
@@ -298,8 +287,9 @@ async fn sim(mode: ControllerMode) -> Result<Sim> {
     .map_err(setup)
 }
 
-async fn submit_all(runner: &Runner, prefix: &str, n: usize) -> Result<()> {
-    let results: Vec<_> = futures::stream::iter(0..n)
+/// Submits tasks `{prefix}-{i}` for every `i` in `range`, 256 at a time.
+async fn submit_all(runner: &Runner, prefix: &str, range: std::ops::Range<usize>) -> Result<()> {
+    let results: Vec<_> = futures::stream::iter(range)
         .map(|i| runner.submit(task(&format!("{prefix}-{i}"))))
         .buffer_unordered(256)
         .collect()
@@ -329,7 +319,7 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
     let dir = tempfile::tempdir().map_err(setup)?;
     let config = config(dir.path(), n + 1)?;
     // Baseline: the same Job the runner would create, under distinct names.
-    let base = sim(ControllerMode::Off).await?;
+    let base = api_server().await?;
     let renderer = crate::render::Renderer::new(
         (*config).clone(),
         crate::adapters::Runtime::new(Default::default()).map_err(setup)?,
@@ -356,7 +346,7 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
     }
     base.shutdown().await;
 
-    let sim = sim(ControllerMode::Off).await?;
+    let sim = api_server().await?;
     let store = Store::open(dir.path().join("p2.db"), StoreOptions::default()).map_err(setup)?;
     let runner = Runner::start_with(
         config,
@@ -371,7 +361,7 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
     let counters = sim.counters();
     let cpu = process_cpu();
     let started = Instant::now();
-    let submit = submit_all(&runner, "p2", n);
+    let submit = submit_all(&runner, "p2", 0..n);
     let created = wait_for(120, "P2 Jobs created", || {
         counters.distinct_creates("Job") >= n
     });
@@ -422,14 +412,7 @@ async fn run_up(
     names: &mut Vec<String>,
 ) -> Result<()> {
     let total = range.end;
-    let results: Vec<_> = futures::stream::iter(range)
-        .map(|i| runner.submit(task(&format!("p3-{i}"))))
-        .buffer_unordered(256)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
+    submit_all(runner, "p3", range).await?;
     let deadline = Instant::now() + Duration::from_secs(300);
     let new = loop {
         // Metadata only: the benchmark's own allocations stay small next to the host's.

@@ -43,27 +43,23 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
     let (task, pod, container) = (id.to_owned(), pod.to_owned(), container.to_owned());
     let handle = tokio::spawn(async move {
         let _permit = permit;
-        let params = LogParams {
-            container: Some(container),
-            follow: true,
-            ..LogParams::default()
-        };
         // What is stored already (an earlier follower's, before a restart of the host, or
         // another pod's of the same Job) is skipped by content, as `capture` does: the part
         // of this pod's log up to now that the stored log ends with.
         let mut skip = match worker.store.get(&task).await {
             Ok(Some(record)) if record.log_bytes > 0 => {
-                match worker
-                    .kube
-                    .pod_log(&pod, params.container.as_deref().unwrap_or(""))
-                    .await
-                {
+                match worker.kube.pod_log(&pod, &container).await {
                     Ok(Some(log)) => stored_prefix(&worker, &task, record.log_bytes, &log).await,
                     _ => return,
                 }
             }
             Ok(Some(_)) => 0,
             _ => return,
+        };
+        let params = LogParams {
+            container: Some(container),
+            follow: true,
+            ..LogParams::default()
         };
         let Ok(reader) = worker.kube.pods().log_stream(&pod, &params).await else {
             return;
