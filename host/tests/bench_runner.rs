@@ -22,7 +22,7 @@ fn number_after(line: &str, label: &str) -> f64 {
 #[test]
 fn bench_runner_reports_every_phase() {
     let output = Command::new(env!("CARGO_BIN_EXE_taskpod"))
-        .args(["bench", "runner", "--tasks", "200", "--jobs", "30"])
+        .args(["bench", "runner", "--tasks", "210", "--jobs", "30"])
         .args(["--terminations", "5"])
         .env("TASKPOD_LOG", "warn")
         .output()
@@ -39,11 +39,29 @@ fn bench_runner_reports_every_phase() {
             .unwrap_or_else(|| panic!("a `{prefix}` line in {stdout}"))
             .to_owned()
     };
-    let p2 = line("P2 throughput (200 tasks)");
+    let p2 = line("P2 throughput (210 tasks)");
     assert!(number_after(&p2, "runner") > 0.0, "{p2}");
     assert!(number_after(&p2, "bare client") > 0.0, "{p2}");
     let cpu = line("CPU per task");
     assert!(number_after(&cpu, "): runner") > 0.0, "{cpu}");
+    // Three alternating rounds of 70 tasks a side, each round's two rates shown.
+    let rounds = line("rounds (bare client");
+    let pairs: Vec<&str> = rounds
+        .split(": ")
+        .nth(1)
+        .unwrap_or_default()
+        .split(", ")
+        .collect();
+    assert_eq!(pairs.len(), 3, "{rounds}");
+    for pair in pairs {
+        let (bare, runner) = pair.split_once(" / ").unwrap_or_else(|| panic!("{rounds}"));
+        assert!(bare.trim().parse::<f64>().unwrap() > 0.0, "{rounds}");
+        assert!(runner.trim().parse::<f64>().unwrap() > 0.0, "{rounds}");
+    }
+    // Every task is stored twice before its Job exists: submitted, then launching.
+    let store = line("store during the runner's phase");
+    assert!(number_after(&store, "phase:") >= 420.0, "{store}");
+    assert!(number_after(&store, "writes in") >= 1.0, "{store}");
     let p3 = line("P3 host footprint with 30 running Jobs tracked");
     assert!(number_after(&p3, "RSS") > 0.0, "{p3}");
     assert!(number_after(&p3, "threads") >= 2.0, "{p3}");

@@ -2,7 +2,9 @@
 //! in one run against the in-process simulated cluster.
 //!
 //! - P2: submit → Job created, as tasks per second and as a ratio to a bare kube-client loop
-//!   creating the identical Jobs with the same concurrency (API server only, no controllers).
+//!   creating the identical Jobs with the same concurrency (API server only, no controllers),
+//!   in three alternating rounds per side, each side's median round reported. A runner round
+//!   lasts until its Jobs' `Adapted` Events are written too.
 //! - P3: resident memory and thread count of the host with `jobs` running Jobs tracked, against
 //!   the same figures before the runner started. For P3–P5 the simulated cluster runs in a child
 //!   process (`taskpod sim --controllers-only`), as a real API server would, so that its objects
@@ -70,6 +72,12 @@ pub struct RunnerReport {
     pub baseline_cpu_per_task: Duration,
     /// CPU time of the process per task launched by the runner (runner, store, adapter, sim).
     pub runner_cpu_per_task: Duration,
+    /// Each P2 round's rate: (bare client Jobs/s, runner tasks/s).
+    pub rounds: Vec<(f64, f64)>,
+    /// Store writes (submits and transitions) during the runner's throughput phase.
+    pub store_writes: u64,
+    /// Transactions committed for them (group commit: writes per commit is the batch size).
+    pub store_commits: u64,
     /// Running Jobs tracked in P3–P5.
     pub jobs: usize,
     /// RSS before the Jobs existed, bytes.
@@ -112,6 +120,23 @@ impl fmt::Display for RunnerReport {
             "   CPU per task (whole process: client, sim and, for the runner, adapter and store): runner {:.0} us, bare client {:.0} us",
             self.runner_cpu_per_task.as_secs_f64() * 1e6,
             self.baseline_cpu_per_task.as_secs_f64() * 1e6
+        )?;
+        let rounds: Vec<String> = self
+            .rounds
+            .iter()
+            .map(|(b, r)| format!("{b:.0} / {r:.0}"))
+            .collect();
+        writeln!(
+            f,
+            "   rounds (bare client Jobs/s / runner tasks/s; the medians are reported): {}",
+            rounds.join(", ")
+        )?;
+        writeln!(
+            f,
+            "   store during the runner's phase: {} writes in {} commits ({:.1} writes per commit)",
+            self.store_writes,
+            self.store_commits,
+            self.store_writes as f64 / self.store_commits.max(1) as f64
         )?;
         writeln!(
             f,
@@ -311,14 +336,41 @@ async fn wait_for<F: FnMut() -> bool>(secs: u64, what: &str, mut done: F) -> Res
     Ok(())
 }
 
-/// P2's figures: (bare client Jobs/s, its CPU per Job, runner tasks/s, its CPU per task).
-type Throughput = (f64, Duration, f64, Duration);
+/// P2's figures.
+struct Throughput {
+    /// Tasks per side over all rounds.
+    tasks: usize,
+    baseline_per_s: f64,
+    baseline_cpu: Duration,
+    runner_per_s: f64,
+    runner_cpu: Duration,
+    rounds: Vec<(f64, f64)>,
+    store: crate::store::StoreStats,
+}
 
-/// P2: the runner against a bare client loop, `n` tasks each.
+/// P2 alternates the bare client and the runner this many times, so that a change in the
+/// machine's load or the heap's state during the run weighs on both sides alike.
+const P2_ROUNDS: usize = 3;
+
+/// One side of one round: rate (per second) and CPU per task.
+type Round = (f64, Duration);
+
+/// The median of the rounds' rates and the CPU per task of that round.
+fn median(mut rounds: Vec<Round>) -> Round {
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    rounds.get(rounds.len() / 2).copied().unwrap_or_default()
+}
+
+/// P2: the runner against a bare client loop, `n` tasks each, in [`P2_ROUNDS`] alternating
+/// rounds; each side's figure is the median round. A runner round ends when every Job is
+/// created and its `Adapted` Event written (Events written later would otherwise fall into
+/// the next bare round).
 async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
+    let per_round = n.div_ceil(P2_ROUNDS).max(1);
     let dir = tempfile::tempdir().map_err(setup)?;
-    let config = config(dir.path(), n + 1)?;
-    // Baseline: the same Job the runner would create, under distinct names.
+    let config = config(dir.path(), per_round * P2_ROUNDS + 1)?;
+    // Baseline: the same Job the runner would create, under distinct names, on its own API
+    // server (the runner's watch must not see it).
     let base = api_server().await?;
     let renderer = crate::render::Renderer::new(
         (*config).clone(),
@@ -327,30 +379,12 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
     .map_err(setup)?;
     let template = renderer.render(&task("template")).await.map_err(setup)?.job;
     let jobs: Api<Job> = Api::namespaced(base.client(), "default");
-    let cpu = process_cpu();
-    let started = Instant::now();
-    let results: Vec<_> = futures::stream::iter(0..n)
-        .map(|i| {
-            let mut job = template.clone();
-            job.metadata.name = Some(format!("baseline-{i}"));
-            let jobs = jobs.clone();
-            async move { jobs.create(&PostParams::default(), &job).await }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let baseline = n as f64 / started.elapsed().as_secs_f64();
-    let baseline_cpu = (process_cpu().saturating_sub(cpu)) / n.max(1) as u32;
-    for r in results {
-        r.map_err(kube_err)?;
-    }
-    base.shutdown().await;
 
     let sim = api_server().await?;
     let store = Store::open(dir.path().join("p2.db"), StoreOptions::default()).map_err(setup)?;
     let runner = Runner::start_with(
         config,
-        store,
+        store.clone(),
         sim.client(),
         RunnerOptions {
             launch_concurrency: concurrency,
@@ -359,20 +393,65 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
     )
     .await?;
     let counters = sim.counters();
-    let cpu = process_cpu();
-    let started = Instant::now();
-    let submit = submit_all(&runner, "p2", 0..n);
-    let created = wait_for(120, "P2 Jobs created", || {
-        counters.distinct_creates("Job") >= n
-    });
-    let (s, c) = tokio::join!(submit, created);
-    s?;
-    c?;
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    let runner_cpu = (process_cpu().saturating_sub(cpu)) / n.max(1) as u32;
+    let stats = store.stats();
+    let (mut bare, mut ran) = (Vec::new(), Vec::new());
+    for round in 0..P2_ROUNDS {
+        let cpu = process_cpu();
+        let started = Instant::now();
+        let results: Vec<_> = futures::stream::iter(0..per_round)
+            .map(|i| {
+                let mut job = template.clone();
+                job.metadata.name = Some(format!("baseline-{round}-{i}"));
+                let jobs = jobs.clone();
+                async move { jobs.create(&PostParams::default(), &job).await }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        bare.push((
+            per_round as f64 / started.elapsed().as_secs_f64(),
+            process_cpu().saturating_sub(cpu) / per_round as u32,
+        ));
+        for r in results {
+            r.map_err(kube_err)?;
+        }
+
+        let done = per_round * (round + 1);
+        let cpu = process_cpu();
+        let started = Instant::now();
+        let prefix = format!("p2-{round}");
+        let submit = submit_all(&runner, &prefix, 0..per_round);
+        let created = wait_for(120, "P2 Jobs created and their Events written", || {
+            counters.distinct_creates("Job") >= done && counters.distinct_creates("Event") >= done
+        });
+        let (s, c) = tokio::join!(submit, created);
+        s?;
+        c?;
+        ran.push((
+            per_round as f64 / started.elapsed().as_secs_f64(),
+            process_cpu().saturating_sub(cpu) / per_round as u32,
+        ));
+    }
+    let after = store.stats();
     runner.shutdown().await;
     sim.shutdown().await;
-    Ok((baseline, baseline_cpu, rate, runner_cpu))
+    base.shutdown().await;
+    let rounds = bare.iter().zip(&ran).map(|(b, r)| (b.0, r.0)).collect();
+    let (baseline_per_s, baseline_cpu) = median(bare);
+    let (runner_per_s, runner_cpu) = median(ran);
+    Ok(Throughput {
+        tasks: per_round * P2_ROUNDS,
+        baseline_per_s,
+        baseline_cpu,
+        runner_per_s,
+        runner_cpu,
+        rounds,
+        store: crate::store::StoreStats {
+            commits: after.commits - stats.commits,
+            commands: after.commands - stats.commands,
+            largest_batch: after.largest_batch,
+        },
+    })
 }
 
 /// Writes pod status as a kubelet would: running, or terminated with exit code 0.
@@ -575,14 +654,16 @@ pub async fn run(
     sim.stop().await;
     drop(store);
 
-    let (baseline_per_s, baseline_cpu_per_task, runner_per_s, runner_cpu_per_task) =
-        throughput(throughput_tasks, concurrency).await?;
+    let p2 = throughput(throughput_tasks, concurrency).await?;
     Ok(RunnerReport {
-        throughput_tasks,
-        baseline_per_s,
-        runner_per_s,
-        baseline_cpu_per_task,
-        runner_cpu_per_task,
+        throughput_tasks: p2.tasks,
+        baseline_per_s: p2.baseline_per_s,
+        runner_per_s: p2.runner_per_s,
+        baseline_cpu_per_task: p2.baseline_cpu,
+        runner_cpu_per_task: p2.runner_cpu,
+        rounds: p2.rounds,
+        store_writes: p2.store.commands,
+        store_commits: p2.store.commits,
         sim_rss,
         jobs,
         rss_before,

@@ -43,6 +43,9 @@ pub use validate::{InputLimits, MAX_ID_LEN, MAX_TENANT_LEN, MAX_TYPE_LEN};
 
 use writer::{Command, Writer, WriterCounters};
 
+/// Prepared statements the writer connection keeps: its own (about twenty) with room to spare.
+const WRITER_STATEMENT_CACHE: usize = 64;
+
 /// How hard SQLite works to make a commit survive a power loss (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -207,6 +210,8 @@ impl Store {
         ))
         .map_err(|e| open_error(&path, e.to_string()))?;
         schema::apply_migrations(&mut conn, &path, schema::LATEST_VERSION)?;
+        // Room for every statement the writer runs, so none is evicted and parsed again.
+        conn.set_prepared_statement_cache_capacity(WRITER_STATEMENT_CACHE);
 
         let (events, _) = broadcast::channel(options.event_buffer.max(1));
         let counters = Arc::new(WriterCounters::default());

@@ -122,12 +122,7 @@ impl Writer {
             let Ok(first) = rx.recv() else { break };
             let mut batch = Vec::with_capacity(64);
             batch.push(first);
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(cmd) => batch.push(cmd),
-                    Err(_) => break,
-                }
-            }
+            self.drain(&rx, &mut batch);
             close = self.run_batch(batch);
         }
         // Closing the last connection checkpoints the WAL into the main file.
@@ -137,12 +132,22 @@ impl Writer {
         }
     }
 
+    /// Adds what has queued up to `batch`, up to the batch limit, without waiting.
+    fn drain(&self, rx: &mpsc::Receiver<Command>, batch: &mut Vec<Command>) {
+        while batch.len() < self.max_batch {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+    }
+
     fn run_batch(&mut self, batch: Vec<Command>) -> Option<oneshot::Sender<()>> {
         let now = now_ms();
         let mut done = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
         let mut close = None;
-        let began = self.conn.execute_batch("BEGIN IMMEDIATE");
+        let began = self.control("BEGIN IMMEDIATE");
         let began_err = began
             .err()
             .map(|e| StoreError::db("starting a write transaction", e));
@@ -197,7 +202,7 @@ impl Writer {
             }
         }
         if began_err.is_none() {
-            match self.conn.execute_batch("COMMIT") {
+            match self.control("COMMIT") {
                 Ok(()) => {
                     self.counters.commits.fetch_add(1, Ordering::Relaxed);
                     self.counters
@@ -226,19 +231,24 @@ impl Writer {
         close
     }
 
+    /// Runs a transaction-control statement (`BEGIN`, `COMMIT`, `SAVEPOINT`, `RELEASE`) from the
+    /// statement cache: each batch runs two of them plus two per command, so parsing them
+    /// every time was a visible share of the writer's work.
+    fn control(&self, sql: &'static str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.raw_execute().map(drop)
+    }
+
     /// Runs one command in a savepoint: on error its writes are undone and its events dropped.
     fn in_savepoint<T>(
         &mut self,
         events: &mut Vec<StoreEvent>,
         f: impl FnOnce(&mut Self, &mut Vec<StoreEvent>) -> Result<T>,
     ) -> Result<T> {
-        self.conn
-            .execute_batch("SAVEPOINT command")
+        self.control("SAVEPOINT command")
             .map_err(|e| StoreError::db("opening a savepoint", e))?;
         let mut local = Vec::new();
         let result = f(self, &mut local).and_then(|value| {
-            self.conn
-                .execute_batch("RELEASE command")
+            self.control("RELEASE command")
                 .map_err(|e| StoreError::db("releasing a savepoint", e))?;
             Ok(value)
         });
