@@ -106,6 +106,26 @@ pub struct AdapterHealth {
     pub quarantined: Option<String>,
 }
 
+/// A quarantine as the store keeps it across restarts (host metadata, JSON): it holds only
+/// while the adapter's component is the one that failed, so a new component (another digest)
+/// starts without it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Quarantine {
+    /// Failed launch calls in a row when it was quarantined.
+    pub failures: u32,
+    /// The last failure.
+    pub last: String,
+    /// The digest of the component that failed (`sha256:…`).
+    pub digest: String,
+}
+
+impl Quarantine {
+    /// The host-metadata key of adapter `name`'s quarantine.
+    pub fn meta_key(name: &str) -> String {
+        format!("adapter.quarantine.{name}")
+    }
+}
+
 /// One adapter as [`Renderer::adapter_entries`] lists it.
 #[derive(Debug, Clone)]
 pub struct AdapterEntry {
@@ -226,6 +246,9 @@ pub struct Renderer {
     /// Disabled tenants: tenant → (adapter → why it failed to load).
     disabled: RwLock<BTreeMap<String, BTreeMap<String, String>>>,
     health: Mutex<HashMap<String, AdapterHealth>>,
+    /// Adapters quarantined since [`Renderer::take_new_quarantines`] was last called, for the
+    /// runner to store.
+    new_quarantines: Mutex<Vec<(String, Quarantine)>>,
     labels: sdk::Pairs,
     annotations: sdk::Pairs,
     policy: Arc<Policy>,
@@ -313,6 +336,7 @@ impl Renderer {
             bound: RwLock::new(BTreeMap::new()),
             disabled: RwLock::new(BTreeMap::new()),
             health: Mutex::new(HashMap::new()),
+            new_quarantines: Mutex::new(Vec::new()),
             policy: Arc::new(config.policy.clone()),
             tenant_policies,
             config,
@@ -485,6 +509,36 @@ impl Renderer {
             .map(|b| Arc::clone(&b.adapter))
             .collect::<Vec<_>>()
             .into_iter()
+    }
+
+    /// The adapters quarantined since the last call, with what the store keeps of each.
+    pub fn take_new_quarantines(&self) -> Vec<(String, Quarantine)> {
+        std::mem::take(
+            &mut *self
+                .new_quarantines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Puts back a quarantine stored before a restart. It is lifted instead (returns `false`)
+    /// when the adapter is no longer configured or its component changed since (another
+    /// digest): a new component is a reload.
+    pub fn restore_quarantine(&self, name: &str, quarantine: &Quarantine) -> bool {
+        let same = self
+            .read_bound()
+            .get(name)
+            .is_some_and(|b| b.adapter.digest() == quarantine.digest);
+        if same {
+            self.lock_health().insert(
+                name.to_owned(),
+                AdapterHealth {
+                    consecutive_failures: quarantine.failures,
+                    quarantined: Some(quarantine.last.clone()),
+                },
+            );
+        }
+        same
     }
 
     /// The loaded adapters, by name, with their owner and health.
@@ -668,6 +722,15 @@ impl Renderer {
                         "adapter quarantined: its tasks fail until it is reloaded"
                     );
                     entry.quarantined = Some(error.to_string());
+                    let stored = Quarantine {
+                        failures: entry.consecutive_failures,
+                        last: error.to_string(),
+                        digest: identity.digest.clone(),
+                    };
+                    self.new_quarantines
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((name.clone(), stored));
                 }
             }
             Err(_) => {}

@@ -580,8 +580,8 @@ async fn launched_at(client: &Client, id: &str) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_adapter_is_quarantined_until_reloaded() {
-    let host = Host::start(10).await;
+async fn a_failing_adapter_is_quarantined_until_reloaded_even_across_restarts() {
+    let mut host = Host::start(10).await;
     let hostile = host.client(Some(HOSTILE));
     let admin = host.client(Some(ADMIN));
     // quarantineAfter 3: three traps in a row quarantine the adapter.
@@ -639,13 +639,50 @@ async fn a_failing_adapter_is_quarantined_until_reloaded() {
         .expect("submit");
     let done = wait_for(&acme, "acme-ok", 20, |t| t.state.is_terminal()).await;
     assert_eq!(done.state, TaskState::Succeeded, "{done:?}");
-    // The admin reloads it; its tasks run again.
+    // The quarantine holds across a restart of the host.
+    host.stop().await;
+    host.serve().await;
+    let hostile = host.client(Some(HOSTILE));
+    let admin = host.client(Some(ADMIN));
+    let listed = admin.adapters().await.expect("adapters");
+    let entry = listed.iter().find(|a| a.name == "hostile").expect("listed");
+    assert!(
+        entry
+            .quarantined
+            .as_deref()
+            .unwrap_or("")
+            .contains("trapped"),
+        "{entry:?}"
+    );
+    hostile
+        .submit(r#"{"id": "after-restart", "type": "index", "payload": {"mode": "ok"}}"#)
+        .await
+        .expect("submit");
+    let done = wait_for(&hostile, "after-restart", 20, |t| t.state.is_terminal()).await;
+    assert_eq!(done.state, TaskState::Failed, "{done:?}");
+    assert!(
+        done.message.unwrap_or_default().contains("quarantined"),
+        "the restarted host keeps the quarantine"
+    );
+    // The admin reloads it; its tasks run again, also after another restart.
     admin.reload_adapter("hostile").await.expect("reload");
     hostile
         .submit(r#"{"id": "reloaded", "type": "index", "payload": {"mode": "ok"}}"#)
         .await
         .expect("submit");
     let done = wait_for(&hostile, "reloaded", 20, |t| t.state.is_terminal()).await;
+    assert_eq!(done.state, TaskState::Succeeded, "{done:?}");
+    host.stop().await;
+    host.serve().await;
+    let hostile = host.client(Some(HOSTILE));
+    hostile
+        .submit(r#"{"id": "reloaded-restarted", "type": "index", "payload": {"mode": "ok"}}"#)
+        .await
+        .expect("submit");
+    let done = wait_for(&hostile, "reloaded-restarted", 20, |t| {
+        t.state.is_terminal()
+    })
+    .await;
     assert_eq!(done.state, TaskState::Succeeded, "{done:?}");
     host.finish().await;
 }

@@ -32,7 +32,7 @@ use crate::events::{Events, JobRef};
 use crate::kube::{self as k8s, Kube, KubeError};
 use crate::metrics::Metrics;
 use crate::queue::{FairShare, LaunchPolicy, PriorityOrder, Queue, QueuedTask};
-use crate::render::{RenderError, Renderer};
+use crate::render::{Quarantine, RenderError, Renderer};
 use crate::store::{NewTask, ReasonCode, Store, StoreError, TaskRecord, TaskState, Transition};
 use crate::task::SubmittedTask;
 use crate::tenants::{self, TenantSwitches, Tenants};
@@ -296,6 +296,7 @@ impl Runner {
                 .await
                 .map_err(|e| RunnerError::Internal(format!("adapter loading panicked: {e}")))??
         };
+        restore_quarantines(&renderer, &store).await?;
         let capacity = match store.get_meta(META_CAPACITY).await? {
             Some(text) => text
                 .parse::<usize>()
@@ -495,7 +496,8 @@ impl Runner {
     pub async fn reload_adapter(&self, name: &str) -> Result<(), RenderError> {
         let inner = Arc::clone(&self.inner);
         let name = name.to_owned();
-        let done = tokio::task::spawn_blocking(move || inner.renderer.reload(&name))
+        let reloading = name.clone();
+        let done = tokio::task::spawn_blocking(move || inner.renderer.reload(&reloading))
             .await
             .map_err(|e| {
                 RenderError::Adapter(crate::adapters::Error::Engine(format!(
@@ -503,6 +505,15 @@ impl Runner {
                 )))
             })?;
         self.inner.queue.rules_changed();
+        if done.is_ok()
+            && let Err(error) = self
+                .inner
+                .store
+                .set_meta(&Quarantine::meta_key(&name), "")
+                .await
+        {
+            tracing::error!(adapter = %name, %error, "cannot store that the quarantine ended; a restart would bring it back");
+        }
         done
     }
 
@@ -891,6 +902,9 @@ impl Inner {
             .await;
         self.metrics
             .adapter_call(&adapter_name, called.elapsed(), rendered.as_ref().err());
+        if rendered.is_err() {
+            self.store_new_quarantines().await;
+        }
         let (manifests, adapter) = match rendered {
             Ok(rendered) => rendered,
             Err(error) => {
@@ -1000,6 +1014,20 @@ impl Inner {
         }
         if let Some(t) = self.lock().tasks.get_mut(&id) {
             t.confirmed = Some(Instant::now());
+        }
+    }
+
+    /// Stores the quarantines the renderer started, so that they hold across a restart.
+    async fn store_new_quarantines(&self) {
+        for (name, quarantine) in self.renderer.take_new_quarantines() {
+            let value = serde_json::to_string(&quarantine).unwrap_or_default();
+            if let Err(error) = self
+                .store
+                .set_meta(&Quarantine::meta_key(&name), &value)
+                .await
+            {
+                tracing::error!(adapter = %name, %error, "cannot store the adapter's quarantine; a restart would lift it");
+            }
         }
     }
 
@@ -1261,4 +1289,34 @@ impl Inner {
             }
         }
     }
+}
+
+/// Puts back the adapter quarantines stored before a restart; one whose adapter is gone or
+/// whose component changed since is lifted (and forgotten).
+async fn restore_quarantines(renderer: &Renderer, store: &Store) -> Result<(), RunnerError> {
+    for entry in renderer.adapter_entries() {
+        let name = entry.adapter.name().to_owned();
+        let key = Quarantine::meta_key(&name);
+        let Some(text) = store.get_meta(&key).await? else {
+            continue;
+        };
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Quarantine>(&text) {
+            Ok(quarantine) if renderer.restore_quarantine(&name, &quarantine) => {
+                tracing::warn!(adapter = %name, failures = quarantine.failures, last = %quarantine.last,
+                    "adapter still quarantined from before the restart: its tasks fail until it is reloaded");
+            }
+            Ok(_) => {
+                tracing::info!(adapter = %name, "adapter quarantine lifted: its component changed since");
+                store.set_meta(&key, "").await?;
+            }
+            Err(error) => {
+                tracing::warn!(adapter = %name, %error, "stored adapter quarantine unreadable; lifted");
+                store.set_meta(&key, "").await?;
+            }
+        }
+    }
+    Ok(())
 }
