@@ -8,8 +8,8 @@ mod pg;
 
 use anyhow::Result;
 use taskpod::store::{
-    AdapterRef, Cursor, ListQuery, NewTask, Order, ReasonCode, Store, StoreError, StoreEvent,
-    StoreOptions, Synchronous, TaskState, Transition,
+    AdapterRef, Cursor, ListQuery, LogSection, NewTask, Order, ReasonCode, Store, StoreError,
+    StoreEvent, StoreOptions, Synchronous, TaskState, Transition,
 };
 
 /// Where a scenario's store lives.
@@ -436,6 +436,60 @@ async fn logs_append_in_order_and_read_from_any_offset(at: &Where) -> Result<()>
     Ok(())
 }
 
+/// Each pod's part of a task's log is recorded with the bytes, so that a follower resuming after
+/// a restart counts exactly what its own pod stored, even when two pods printed the same lines.
+async fn each_pods_part_of_the_log_is_recorded(at: &Where) -> Result<()> {
+    let store = at.open().await;
+    store.submit(task("retried")).await?;
+    let section = |pod: Option<&str>, start: u64, end: u64| LogSection {
+        pod: pod.map(str::to_owned),
+        start,
+        end,
+    };
+    assert_eq!(store.log_section("retried").await?, section(None, 0, 0));
+    store
+        .append_pod_log("retried", "job-a", b"starting\n".to_vec())
+        .await?;
+    store
+        .append_pod_log("retried", "job-a", b"failed\n".to_vec())
+        .await?;
+    assert_eq!(
+        store.log_section("retried").await?,
+        section(Some("job-a"), 0, 16)
+    );
+    // The retry prints the same lines: its part starts where the first pod's ended.
+    store
+        .append_pod_log("retried", "job-b", b"starting\n".to_vec())
+        .await?;
+    assert_eq!(
+        store.log_section("retried").await?,
+        section(Some("job-b"), 16, 25)
+    );
+    // A chunk without a pod name extends the current part.
+    store.append_log("retried", b"failed\n".to_vec()).await?;
+    assert_eq!(
+        store.log_section("retried").await?,
+        section(Some("job-b"), 16, 32)
+    );
+    let all = store.read_log("retried", 0, 1 << 20).await?;
+    assert_eq!(all.data, b"starting\nfailed\nstarting\nfailed\n");
+    // Kept across a reopen of the store.
+    drop(store);
+    let store = at.open().await;
+    assert_eq!(
+        store.log_section("retried").await?,
+        section(Some("job-b"), 16, 32)
+    );
+    let err = store.log_section("missing").await.unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::NotFound {
+            id: "missing".into()
+        }
+    );
+    Ok(())
+}
+
 async fn events_follow_commits_and_meta_persists(at: &Where) -> Result<()> {
     let store = at.open().await;
     let mut events = store.subscribe();
@@ -577,6 +631,11 @@ async fn sqlite_logs_append_in_order_and_read_from_any_offset() -> Result<()> {
 }
 
 #[tokio::test]
+async fn sqlite_each_pods_part_of_the_log_is_recorded() -> Result<()> {
+    each_pods_part_of_the_log_is_recorded(&Where::sqlite()).await
+}
+
+#[tokio::test]
 async fn sqlite_events_follow_commits_and_meta_persists() -> Result<()> {
     events_follow_commits_and_meta_persists(&Where::sqlite()).await
 }
@@ -612,5 +671,7 @@ async fn postgres_passes_every_scenario() -> Result<()> {
     let url = server.fresh_database("scenario8").await?;
     purge_removes_only_old_finished_tasks_with_their_history_and_logs(&Where::Postgres(url))
         .await?;
+    let url = server.fresh_database("scenario9").await?;
+    each_pods_part_of_the_log_is_recorded(&Where::Postgres(url)).await?;
     Ok(())
 }

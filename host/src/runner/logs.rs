@@ -3,14 +3,18 @@
 //! gone.
 //!
 //! A follower streams `GET …/log?follow=true&container=MAIN` into the store, whole lines at a
-//! time, after skipping what is stored already (found by content, as below). At most
+//! time, after skipping what this pod's log has stored already. At most
 //! `max_log_followers` run at once (a semaphore): with 10,000 running Jobs taskpod holds at most
 //! that many log connections, never one per Job. When the task ends,
 //! [`capture`] lets the follower drain (its stream ends with the container), then reads the
-//! whole log once and stores what is not stored yet — the part after the longest start of it the
-//! stored log ends with — so the stored log is complete whether or not the pod was followed,
-//! nothing is stored twice across a host restart, and when the pod captured is not the one
-//! followed (a Job of several pods, such as a Samza job) its whole log follows the other's.
+//! whole log once and stores what is not stored yet, so the stored log is complete whether or
+//! not the pod was followed and nothing is stored twice across a host restart. The store
+//! records which pod's log it holds last and where that part begins (in the same commit as the
+//! bytes), so "stored yet" is counted per pod, exactly: when the pod captured is not the one
+//! stored last (a Job of several pods: retries, Samza's containers) its whole log follows the
+//! other's, even when the pods printed the same lines. Logs stored without pod names (by an
+//! older taskpod) are matched by content: the longest start of the pod's log that the stored
+//! log ends with.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,18 +47,10 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
     let (task, pod, container) = (id.to_owned(), pod.to_owned(), container.to_owned());
     let handle = tokio::spawn(async move {
         let _permit = permit;
-        // What is stored already (an earlier follower's, before a restart of the host, or
-        // another pod's of the same Job) is skipped by content, as `capture` does: the part
-        // of this pod's log up to now that the stored log ends with.
-        let mut skip = match worker.store.get(&task).await {
-            Ok(Some(record)) if record.log_bytes > 0 => {
-                match worker.kube.pod_log(&pod, &container).await {
-                    Ok(Some(log)) => stored_prefix(&worker, &task, record.log_bytes, &log).await,
-                    _ => return,
-                }
-            }
-            Ok(Some(_)) => 0,
-            _ => return,
+        // What this pod's log has stored already (an earlier follower's, before a restart of
+        // the host) is skipped; another pod's log before it is not this one's.
+        let Some(mut skip) = stored_of_pod(&worker, &task, &pod, &container, None).await else {
+            return;
         };
         let params = LogParams {
             container: Some(container),
@@ -89,7 +85,12 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
             };
             let rest = partial.split_off(end + 1);
             let lines = std::mem::replace(&mut partial, rest);
-            if worker.store.append_log(&task, lines).await.is_err() {
+            if worker
+                .store
+                .append_pod_log(&task, &pod, lines)
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -124,22 +125,53 @@ pub(super) async fn capture(
     match crate::kube::retry(5, || inner.kube.pod_log(pod, container)).await {
         Ok(Some(log)) => {
             // What is stored already may be this pod's log up to some point (a follower, this
-            // host's or one before a restart) or another pod's (a Job of several pods): the
-            // part of this log to skip is the longest start of it that the stored log ends with.
-            let start = match inner.store.get(id).await {
-                Ok(Some(record)) if record.log_bytes > 0 => {
-                    stored_prefix(inner, id, record.log_bytes, &log).await
-                }
-                _ => 0,
-            };
+            // host's or one before a restart) or another pod's (a Job of several pods): only
+            // this pod's part is skipped.
+            let start = stored_of_pod(inner, id, pod, container, Some(&log))
+                .await
+                .unwrap_or(0);
             if start < log.len()
-                && let Err(error) = inner.store.append_log(id, log[start..].to_vec()).await
+                && let Err(error) = inner
+                    .store
+                    .append_pod_log(id, pod, log[start..].to_vec())
+                    .await
             {
                 tracing::warn!(task = id, %error, "cannot store the task's log");
             }
         }
         Ok(None) => tracing::debug!(task = id, pod, "pod gone before its log was read"),
         Err(error) => tracing::warn!(task = id, pod, %error, "cannot read the task's log"),
+    }
+}
+
+/// How many bytes of `pod`'s log the task's stored log holds: counted exactly from where the
+/// store recorded that pod's part to begin when it was the pod stored last, none when another
+/// pod's log was stored last. A log stored without pod names (by an older taskpod) is matched
+/// by content instead (`log`, read from the pod when not given). `None` when the task or the
+/// pod's log cannot be read.
+async fn stored_of_pod(
+    inner: &Inner,
+    id: &str,
+    pod: &str,
+    container: &str,
+    log: Option<&[u8]>,
+) -> Option<usize> {
+    let section = inner.store.log_section(id).await.ok()?;
+    match section.pod.as_deref() {
+        _ if section.end == 0 => Some(0),
+        Some(last) if last == pod => Some(section.end.saturating_sub(section.start) as usize),
+        Some(_) => Some(0),
+        None => {
+            let read;
+            let log = match log {
+                Some(log) => log,
+                None => {
+                    read = inner.kube.pod_log(pod, container).await.ok()??;
+                    &read
+                }
+            };
+            Some(stored_prefix(inner, id, section.end, log).await)
+        }
     }
 }
 

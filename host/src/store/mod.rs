@@ -35,9 +35,9 @@ use tokio::sync::{broadcast, oneshot};
 pub use error::{Result, StoreError, ValidationError};
 pub use follow::LogFollower;
 pub use model::{
-    AdapterRef, Counts, Cursor, HistoryEntry, ListQuery, LogAppend, LogSlice, NewTask, Order, Page,
-    Pairs, Reason, ReasonCode, StoreEvent, Submitted, TaskRecord, TaskState, Transition,
-    UnknownName,
+    AdapterRef, Counts, Cursor, HistoryEntry, ListQuery, LogAppend, LogSection, LogSlice, NewTask,
+    Order, Page, Pairs, Reason, ReasonCode, StoreEvent, Submitted, TaskRecord, TaskState,
+    Transition, UnknownName,
 };
 pub use validate::{InputLimits, MAX_ID_LEN, MAX_TENANT_LEN, MAX_TYPE_LEN};
 
@@ -349,12 +349,36 @@ impl Store {
 
     /// Appends a chunk to a task's log; returns once committed.
     pub async fn append_log(&self, id: &str, data: Vec<u8>) -> Result<LogAppend> {
+        self.append(id, None, data).await
+    }
+
+    /// Appends a chunk of pod `pod`'s log to the task's log and records, in the same commit,
+    /// where that pod's part begins when it is not the pod stored last ([`Store::log_section`]).
+    pub async fn append_pod_log(&self, id: &str, pod: &str, data: Vec<u8>) -> Result<LogAppend> {
+        self.append(id, Some(pod.to_owned()), data).await
+    }
+
+    async fn append(&self, id: &str, pod: Option<String>, data: Vec<u8>) -> Result<LogAppend> {
         if let Backend::Postgres(pg) = &self.backend {
-            return pg.append_log(id, data).await;
+            return pg.append_log(id, pod.as_deref(), data).await;
         }
         let id = id.to_string();
-        self.request(|reply| Command::AppendLog { id, data, reply })
-            .await
+        self.request(|reply| Command::AppendLog {
+            id,
+            pod,
+            data,
+            reply,
+        })
+        .await
+    }
+
+    /// Which pod the end of the task's stored log comes from, and where its part starts.
+    pub async fn log_section(&self, id: &str) -> Result<LogSection> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.log_section(id).await;
+        }
+        let id = id.to_string();
+        self.read(move |conn| rows::log_section(conn, &id)).await
     }
 
     /// Stores a host metadata value (watch resourceVersions, capacity set at run time …).

@@ -574,6 +574,20 @@ pub struct LogAppend {
     pub truncated: bool,
 }
 
+/// Which pod the end of a task's stored log comes from: a Job of several pods (retries,
+/// Samza's containers) stores their logs one after another, and a log follower resuming
+/// after a restart must know how much of *its* pod's log is stored, whatever the pods printed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogSection {
+    /// The pod whose log was stored last (`None`: nothing stored with a pod name yet, e.g. a
+    /// log stored by an older taskpod).
+    pub pod: Option<String>,
+    /// Where that pod's part of the stored log starts.
+    pub start: u64,
+    /// The stored log's length.
+    pub end: u64,
+}
+
 /// A piece of a task's log, read from an offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSlice {

@@ -21,8 +21,8 @@ use tokio_postgres::{Client, NoTls, Row};
 
 use super::error::{Result, StoreError};
 use super::model::{
-    AdapterRef, Counts, Cursor, HistoryEntry, ListQuery, LogAppend, LogSlice, Order, Page, Pairs,
-    Reason, ReasonCode, StoreEvent, Submitted, TaskRecord, TaskState, Transition,
+    AdapterRef, Counts, Cursor, HistoryEntry, ListQuery, LogAppend, LogSection, LogSlice, Order,
+    Page, Pairs, Reason, ReasonCode, StoreEvent, Submitted, TaskRecord, TaskState, Transition,
 };
 use super::rows::pairs_json;
 use super::validate::{Checked, InputLimits};
@@ -40,10 +40,11 @@ pub struct PgMigration {
 }
 
 /// Every PostgreSQL step, in order. Never edit a released step: add one at the end.
-pub const MIGRATIONS: &[PgMigration] = &[PgMigration {
-    version: 1,
-    description: "tasks, state history, logs, host metadata",
-    sql: r#"
+pub const MIGRATIONS: &[PgMigration] = &[
+    PgMigration {
+        version: 1,
+        description: "tasks, state history, logs, host metadata",
+        sql: r#"
 CREATE SEQUENCE taskpod_task_seq;
 CREATE TABLE tasks (
     id                TEXT    PRIMARY KEY,
@@ -105,7 +106,16 @@ CREATE TABLE host_meta (
     updated_at BIGINT NOT NULL
 );
 "#,
-}];
+    },
+    PgMigration {
+        version: 2,
+        description: "the pod whose log was stored last and where its part starts",
+        sql: r#"
+ALTER TABLE tasks ADD COLUMN log_pod TEXT;
+ALTER TABLE tasks ADD COLUMN log_pod_start BIGINT NOT NULL DEFAULT 0;
+"#,
+    },
+];
 
 /// The PostgreSQL schema version this build writes.
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -428,7 +438,12 @@ impl PgStore {
         Ok(task)
     }
 
-    pub(crate) async fn append_log(&self, id: &str, data: Vec<u8>) -> Result<LogAppend> {
+    pub(crate) async fn append_log(
+        &self,
+        id: &str,
+        pod: Option<&str>,
+        data: Vec<u8>,
+    ) -> Result<LogAppend> {
         self.writable()?;
         let max_log_bytes = self.max_log_bytes;
         let context = || format!("appending to the log of task `{id}`");
@@ -440,7 +455,8 @@ impl PgStore {
                     .map_err(|e| pg_err(context(), e))?;
                 let head = tx
                     .query_opt(
-                        "SELECT log_bytes, log_truncated FROM tasks WHERE id = $1 FOR UPDATE",
+                        "SELECT log_bytes, log_truncated, log_pod FROM tasks WHERE id = $1 \
+                         FOR UPDATE",
                         &[&id],
                     )
                     .await
@@ -449,7 +465,17 @@ impl PgStore {
                     return Err(StoreError::NotFound { id: id.to_string() });
                 };
                 let (log_bytes, was_truncated): (i64, bool) = (head.get(0), head.get(1));
+                let last_pod: Option<String> = head.get(2);
                 let offset = log_bytes.max(0) as u64;
+                if let Some(pod) = pod.filter(|p| last_pod.as_deref() != Some(*p)) {
+                    // Another pod's log begins here.
+                    tx.execute(
+                        "UPDATE tasks SET log_pod = $2, log_pod_start = $3 WHERE id = $1",
+                        &[&id, &pod, &(offset as i64)],
+                    )
+                    .await
+                    .map_err(|e| pg_err(context(), e))?;
+                }
                 let room = max_log_bytes.saturating_sub(offset) as usize;
                 let take = data.len().min(room);
                 let truncated = take < data.len();
@@ -726,6 +752,25 @@ impl PgStore {
                 log_bytes,
                 truncated,
                 state,
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn log_section(&self, id: &str) -> Result<LogSection> {
+        self.with(async |client| {
+            let row = client
+                .query_opt(
+                    "SELECT log_pod, log_pod_start, log_bytes FROM tasks WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .map_err(|e| pg_err(format!("reading the log of task `{id}`"), e))?;
+            let row = row.ok_or_else(|| StoreError::NotFound { id: id.to_owned() })?;
+            Ok(LogSection {
+                pod: row.get(0),
+                start: row.get::<_, i64>(1).max(0) as u64,
+                end: row.get::<_, i64>(2).max(0) as u64,
             })
         })
         .await

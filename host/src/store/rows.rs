@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::error::{Result, StoreError};
 use super::model::{
-    AdapterRef, Counts, Cursor, HistoryEntry, ListQuery, LogSlice, Order, Page, Pairs, Reason,
-    ReasonCode, TaskRecord, TaskState,
+    AdapterRef, Counts, Cursor, HistoryEntry, ListQuery, LogSection, LogSlice, Order, Page, Pairs,
+    Reason, ReasonCode, TaskRecord, TaskState,
 };
 
 /// The columns [`task_from_row`] reads, in order.
@@ -324,4 +324,21 @@ pub(crate) fn check_integrity(conn: &Connection) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Which pod the end of task `id`'s stored log comes from ([`LogSection`]).
+pub(crate) fn log_section(conn: &Connection, id: &str) -> Result<LogSection> {
+    conn.prepare_cached("SELECT log_pod, log_pod_start, log_bytes FROM tasks WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([id], |row| {
+                Ok(LogSection {
+                    pod: row.get(0)?,
+                    start: row.get::<_, i64>(1)?.max(0) as u64,
+                    end: row.get::<_, i64>(2)?.max(0) as u64,
+                })
+            })
+            .optional()
+        })
+        .map_err(|e| StoreError::db(format!("reading the log of task `{id}`"), e))?
+        .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })
 }

@@ -100,6 +100,14 @@ CREATE TABLE host_meta (
 CREATE INDEX tasks_finished_at ON tasks (finished_at) WHERE finished_at IS NOT NULL;
 "#,
     },
+    Migration {
+        version: 4,
+        description: "the pod whose log was stored last and where its part starts",
+        sql: r#"
+ALTER TABLE tasks ADD COLUMN log_pod TEXT;
+ALTER TABLE tasks ADD COLUMN log_pod_start INTEGER NOT NULL DEFAULT 0;
+"#,
+    },
 ];
 
 /// The schema version this build writes.

@@ -37,6 +37,8 @@ pub(crate) enum Command {
     },
     AppendLog {
         id: String,
+        /// The pod the chunk comes from, when known.
+        pod: Option<String>,
         data: Vec<u8>,
         reply: oneshot::Sender<Result<LogAppend>>,
     },
@@ -181,8 +183,13 @@ impl Writer {
                     let r = self.in_savepoint(&mut events, |w, ev| w.transition(*change, now, ev));
                     done.push(Done::Transition(reply, r));
                 }
-                Command::AppendLog { id, data, reply } => {
-                    let r = self.in_savepoint(&mut events, |w, ev| w.append_log(id, data, ev));
+                Command::AppendLog {
+                    id,
+                    pod,
+                    data,
+                    reply,
+                } => {
+                    let r = self.in_savepoint(&mut events, |w, ev| w.append_log(id, pod, data, ev));
                     done.push(Done::Log(reply, r));
                 }
                 Command::SetMeta { key, value, reply } => {
@@ -404,22 +411,30 @@ impl Writer {
     fn append_log(
         &mut self,
         id: String,
+        pod: Option<String>,
         data: Vec<u8>,
         ev: &mut Vec<StoreEvent>,
     ) -> Result<LogAppend> {
         let context = || format!("appending to the log of task `{id}`");
-        let head: Option<(i64, bool)> = self
+        let head: Option<(i64, bool, Option<String>)> = self
             .conn
-            .prepare_cached("SELECT log_bytes, log_truncated FROM tasks WHERE id = ?1")
+            .prepare_cached("SELECT log_bytes, log_truncated, log_pod FROM tasks WHERE id = ?1")
             .and_then(|mut stmt| {
-                stmt.query_row([&id], |row| Ok((row.get(0)?, row.get(1)?)))
+                stmt.query_row([&id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
                     .optional()
             })
             .map_err(|e| StoreError::db(context(), e))?;
-        let Some((log_bytes, was_truncated)) = head else {
+        let Some((log_bytes, was_truncated, last_pod)) = head else {
             return Err(StoreError::NotFound { id });
         };
         let offset = log_bytes.max(0) as u64;
+        if let Some(pod) = pod.filter(|p| last_pod.as_ref() != Some(p)) {
+            // Another pod's log begins here.
+            self.conn
+                .prepare_cached("UPDATE tasks SET log_pod = ?2, log_pod_start = ?3 WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![id, pod, offset as i64]))
+                .map_err(|e| StoreError::db(context(), e))?;
+        }
         let room = self.max_log_bytes.saturating_sub(offset) as usize;
         let take = data.len().min(room);
         let truncated = take < data.len();
