@@ -47,6 +47,8 @@ rules:
     then: { forever: true }
   - match: { labels: { app.kubernetes.io/component: execution_controller } }
     then: { runSeconds: 3, logs: ["execution controller up", "execution done"] }
+  - match: { image: "*/retry-samza:*" }
+    then: { runSeconds: 1.0, exitCode: 1, failTimes: 1, logs: ["same line each run", "same end each run"] }
   - match: { labels: { batch.kubernetes.io/job-completion-index: "0" } }
     then: { logs: ["samza 0 up", "samza 0 done"] }
   - match: { labels: { batch.kubernetes.io/job-completion-index: "1" } }
@@ -634,5 +636,32 @@ async fn samza_job_of_three_containers_restarts_a_failed_one_and_completes() {
     for line in text.lines().filter(|l| !l.is_empty()) {
         assert!(known.contains(&line), "a cut line {line:?} in {text:?}");
     }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_restarted_in_place_keeps_the_log_of_each_run_even_when_they_match() {
+    let config = example("samza/taskpod.yaml");
+    let env = Env::start(&config, &[]).await;
+    // One SamzaContainer whose first run fails after printing exactly what the second prints.
+    let properties = example("samza/wikipedia-feed.properties")
+        .replace("kubernetes.pod.count=3", "kubernetes.pod.count=1")
+        .replace(
+            "registry.example.com/hello-samza:0.9.1",
+            "registry.example.com/retry-samza:1",
+        );
+    let task = SubmittedTask::from_properties(&properties).expect("Samza job config");
+    let id = env.submit(task).await;
+    let done = wait_terminal(&env.store, &id).await;
+    succeeded(&done);
+    let job = env.job(&id).await;
+    let pods = env.pods(&job.metadata.name.clone().expect("name")).await;
+    assert_eq!(pods.len(), 1, "restarted in place, not replaced");
+    // Each run's log is stored once, in order: the second run's is not taken for the first's.
+    let log = env.store.read_log(&id, 0, 1 << 20).await.expect("log");
+    assert_eq!(
+        String::from_utf8_lossy(&log.data),
+        "same line each run\nsame end each run\nsame line each run\nsame end each run\n"
+    );
     env.stop().await;
 }

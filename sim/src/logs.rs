@@ -16,13 +16,18 @@ use tokio::sync::watch;
 /// Identifies one container's log: namespace, pod name, container name.
 type Key = (String, String, String);
 
-/// The log of one container: its lines so far, whether it has ended, and a signal for followers.
+/// The log of one container's current run: its lines so far, whether it has ended, a signal
+/// for followers, which run it is, and the previous run's lines (a container restarted in
+/// place starts a new log, as a kubelet does; `previous=true` reads the one before).
 #[derive(Debug)]
 struct ContainerLog {
     lines: Vec<String>,
     finished: bool,
     /// Bumped on every append and on finish; followers wait on it.
     changed: watch::Sender<u64>,
+    /// 0 for the first run, +1 per restart in place.
+    run: u32,
+    previous: Option<Vec<String>>,
 }
 
 impl ContainerLog {
@@ -32,6 +37,8 @@ impl ContainerLog {
             lines: Vec::new(),
             finished: false,
             changed,
+            run: 0,
+            previous: None,
         }
     }
 }
@@ -94,6 +101,38 @@ impl PodLogs {
         log.changed.send_modify(|v| *v += 1);
     }
 
+    /// A container restarted in place: its current run's log is finished (its followers end)
+    /// and kept as the previous run's, and the new run writes a new log.
+    pub fn restart(&self, ns: &str, pod: &str, container: &str) {
+        let mut map = self.lock();
+        let log = map
+            .entry(Self::key(ns, pod, container))
+            .or_insert_with(ContainerLog::new);
+        log.finished = true;
+        log.changed.send_modify(|v| *v += 1);
+        let (changed, _) = watch::channel(0);
+        let ended = std::mem::replace(
+            log,
+            ContainerLog {
+                lines: Vec::new(),
+                finished: false,
+                changed,
+                run: log.run + 1,
+                previous: None,
+            },
+        );
+        log.previous = Some(ended.lines);
+    }
+
+    /// The previous run's log of a container restarted in place (`previous=true`); `None` when
+    /// it has not been restarted.
+    pub fn read_previous(&self, ns: &str, pod: &str, container: &str) -> Option<Vec<String>> {
+        self.lock()
+            .get(&Self::key(ns, pod, container))?
+            .previous
+            .clone()
+    }
+
     /// Forgets every container log of a pod (called by the server when the pod object is deleted).
     /// Followers of those logs end.
     pub fn remove_pod(&self, ns: &str, pod: &str) {
@@ -132,8 +171,9 @@ impl PodLogs {
         })
     }
 
-    /// Lines from index `from` on, whether the log is finished, and a receiver that changes on the
-    /// next append or finish. Used by followers: read, wait for a change, read again.
+    /// Lines from index `from` on, whether the log is finished, a receiver that changes on the
+    /// next append or finish, and which run of the container the log is. Used by followers:
+    /// read, wait for a change, read again.
     /// Returns `None` when the log does not exist (never written, or its pod was removed).
     pub fn read_from(
         &self,
@@ -141,7 +181,7 @@ impl PodLogs {
         pod: &str,
         container: &str,
         from: usize,
-    ) -> Option<(Vec<String>, bool, watch::Receiver<u64>)> {
+    ) -> Option<(Vec<String>, bool, watch::Receiver<u64>, u32)> {
         let map = self.lock();
         let log = map.get(&Self::key(ns, pod, container))?;
         let from = from.min(log.lines.len());
@@ -149,11 +189,13 @@ impl PodLogs {
             log.lines[from..].to_vec(),
             log.finished,
             log.changed.subscribe(),
+            log.run,
         ))
     }
 
     /// Follows a container's log from line index `from`: yields every later line as it is appended
-    /// and ends when the log is finished or removed. A log that does not exist yet is waited for
+    /// and ends when the log is finished or removed, or the container restarted (a follower
+    /// follows one run, as against a kubelet). A log that does not exist yet is waited for
     /// by polling every 50 ms until it appears (bounded by the caller dropping the stream).
     pub fn follow(
         &self,
@@ -165,19 +207,39 @@ impl PodLogs {
         let logs = self.clone();
         let (ns, pod, container) = (ns.to_owned(), pod.to_owned(), container.to_owned());
         futures::stream::unfold(
-            (logs, from, Vec::<String>::new().into_iter(), false),
-            move |(logs, mut next, mut pending, mut done)| {
+            (
+                logs,
+                from,
+                Vec::<String>::new().into_iter(),
+                false,
+                None::<u32>,
+            ),
+            move |(logs, mut next, mut pending, mut done, mut run)| {
                 let (ns, pod, container) = (ns.clone(), pod.clone(), container.clone());
                 async move {
                     loop {
                         if let Some(line) = pending.next() {
-                            return Some((line, (logs, next, pending, done)));
+                            return Some((line, (logs, next, pending, done, run)));
                         }
                         if done {
                             return None;
                         }
                         match logs.read_from(&ns, &pod, &container, next) {
-                            Some((lines, finished, mut rx)) => {
+                            Some((_, _, _, now)) if run.is_some_and(|r| r != now) => {
+                                // The run followed ended and the container restarted since:
+                                // the rest of that run's log (now the previous one), then end.
+                                let rest = match run {
+                                    Some(r) if r + 1 == now => logs
+                                        .read_previous(&ns, &pod, &container)
+                                        .map(|l| l.into_iter().skip(next).collect())
+                                        .unwrap_or_default(),
+                                    _ => Vec::new(),
+                                };
+                                done = true;
+                                pending = rest.into_iter();
+                            }
+                            Some((lines, finished, mut rx, now)) => {
+                                run = Some(now);
                                 next += lines.len();
                                 if finished {
                                     done = true;
@@ -258,5 +320,34 @@ mod tests {
                 .expect("follower ends after removal");
         assert_eq!(got, vec!["only"]);
         assert!(!logs.exists("ns", "p", "c"));
+    }
+
+    #[tokio::test]
+    async fn a_restart_in_place_starts_a_new_log_and_keeps_the_previous_one() {
+        let logs = PodLogs::new();
+        logs.append("ns", "p", "c", "run 0 up");
+        let follower = logs.follow("ns", "p", "c", 0);
+        let kubelet = logs.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            kubelet.append("ns", "p", "c", "run 0 failed");
+            kubelet.restart("ns", "p", "c");
+            kubelet.append("ns", "p", "c", "run 1 up");
+        });
+        // A follower follows one run: it ends when that run ends.
+        let got: Vec<String> =
+            tokio::time::timeout(std::time::Duration::from_secs(5), follower.collect())
+                .await
+                .expect("follower ends with its run");
+        assert_eq!(got, vec!["run 0 up", "run 0 failed"]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = logs.read("ns", "p", "c", None).expect("current run");
+        assert_eq!(now.lines, vec!["run 1 up"]);
+        assert!(!now.finished);
+        assert_eq!(
+            logs.read_previous("ns", "p", "c"),
+            Some(vec!["run 0 up".to_owned(), "run 0 failed".to_owned()])
+        );
+        assert_eq!(logs.read_previous("ns", "p", "other"), None);
     }
 }

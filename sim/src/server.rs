@@ -1795,6 +1795,21 @@ async fn pod_log(app: &Arc<App>, t: &Target, q: &Query) -> Result<Response, ApiE
     };
     let tail = tail.map(|n| n.max(0) as usize);
     let follow = flag(q, "follow");
+    if flag(q, "previous") {
+        // The run before a restart in place; a kubelet answers 400 when there is none.
+        let Some(lines) = app.logs.read_previous(ns, name, &container) else {
+            return Err(ApiError::bad_request(format!(
+                "previous terminated container {container:?} in pod {name:?} not found"
+            )));
+        };
+        let start = tail.map_or(0, |n| lines.len().saturating_sub(n));
+        let mut text = String::new();
+        for l in &lines[start..] {
+            text.push_str(l);
+            text.push('\n');
+        }
+        return Ok(text_response(Body::from(text)));
+    }
     let snapshot = app.logs.read(ns, name, &container, tail);
     let Some(snapshot) = snapshot else {
         let reason = pod

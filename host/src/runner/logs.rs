@@ -11,8 +11,9 @@
 //! not the pod was followed and nothing is stored twice across a host restart. The store
 //! records which pod's log it holds last and where that part begins (in the same commit as the
 //! bytes), so "stored yet" is counted per pod, exactly: when the pod captured is not the one
-//! stored last (a Job of several pods: retries, Samza's containers) its whole log follows the
-//! other's, even when the pods printed the same lines. Logs stored without pod names (by an
+//! stored last (a Job of several pods: retries, Samza's containers), or its main container was
+//! restarted in place since (a new run, a new log), its whole log follows the other's, even
+//! when they printed the same lines. Logs stored without pod names (by an
 //! older taskpod) are matched by content: the longest start of the pod's log that the stored
 //! log ends with.
 
@@ -38,18 +39,27 @@ impl Follower {
     }
 }
 
-/// Starts following `container` of `pod` for task `id` if a follower slot is free.
-pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
+/// What the store records as the source of a part of the log: the pod, and the run of its main
+/// container (a container restarted in place writes a new log, as `kubectl logs` shows it).
+fn source(pod: &str, restarts: i32) -> String {
+    format!("{pod}#{restarts}")
+}
+
+/// Starts following `container` of `pod` (restarted `restarts` times) for task `id` if a
+/// follower slot is free.
+pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str, restarts: i32) {
     let Ok(permit) = Arc::clone(&inner.followers).try_acquire_owned() else {
         return;
     };
     let worker = Arc::clone(inner);
     let (task, pod, container) = (id.to_owned(), pod.to_owned(), container.to_owned());
+    let from = source(&pod, restarts);
     let handle = tokio::spawn(async move {
         let _permit = permit;
         // What this pod's log has stored already (an earlier follower's, before a restart of
         // the host) is skipped; another pod's log before it is not this one's.
-        let Some(mut skip) = stored_of_pod(&worker, &task, &pod, &container, None).await else {
+        let Some(mut skip) = stored_of_pod(&worker, &task, &from, &pod, &container, None).await
+        else {
             return;
         };
         let params = LogParams {
@@ -87,7 +97,7 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str) {
             let lines = std::mem::replace(&mut partial, rest);
             if worker
                 .store
-                .append_pod_log(&task, &pod, lines)
+                .append_pod_log(&task, &from, lines)
                 .await
                 .is_err()
             {
@@ -112,8 +122,10 @@ pub(super) async fn capture(
     id: &str,
     pod: &str,
     container: &str,
+    restarts: i32,
     follower: Option<Follower>,
 ) {
+    let from = source(pod, restarts);
     if let Some(Follower { mut handle, .. }) = follower
         && tokio::time::timeout(Duration::from_secs(2), &mut handle)
             .await
@@ -127,13 +139,13 @@ pub(super) async fn capture(
             // What is stored already may be this pod's log up to some point (a follower, this
             // host's or one before a restart) or another pod's (a Job of several pods): only
             // this pod's part is skipped.
-            let start = stored_of_pod(inner, id, pod, container, Some(&log))
+            let start = stored_of_pod(inner, id, &from, pod, container, Some(&log))
                 .await
                 .unwrap_or(0);
             if start < log.len()
                 && let Err(error) = inner
                     .store
-                    .append_pod_log(id, pod, log[start..].to_vec())
+                    .append_pod_log(id, &from, log[start..].to_vec())
                     .await
             {
                 tracing::warn!(task = id, %error, "cannot store the task's log");
@@ -144,14 +156,15 @@ pub(super) async fn capture(
     }
 }
 
-/// How many bytes of `pod`'s log the task's stored log holds: counted exactly from where the
-/// store recorded that pod's part to begin when it was the pod stored last, none when another
-/// pod's log was stored last. A log stored without pod names (by an older taskpod) is matched
+/// How many bytes of `pod`'s log (the run of it named `from`, see [`source`]) the task's
+/// stored log holds: counted exactly from where the store recorded that part to begin when it
+/// was the one stored last, none when another pod's (or run's) log was stored last. A log stored without pod names (by an older taskpod) is matched
 /// by content instead (`log`, read from the pod when not given). `None` when the task or the
 /// pod's log cannot be read.
 async fn stored_of_pod(
     inner: &Inner,
     id: &str,
+    from: &str,
     pod: &str,
     container: &str,
     log: Option<&[u8]>,
@@ -159,7 +172,7 @@ async fn stored_of_pod(
     let section = inner.store.log_section(id).await.ok()?;
     match section.pod.as_deref() {
         _ if section.end == 0 => Some(0),
-        Some(last) if last == pod => Some(section.end.saturating_sub(section.start) as usize),
+        Some(last) if last == from => Some(section.end.saturating_sub(section.start) as usize),
         Some(_) => Some(0),
         None => {
             let read;

@@ -185,6 +185,8 @@ struct Tracked {
     started: Option<Instant>,
     pod: Option<String>,
     main_container: Option<String>,
+    /// Restarts in place of the pod's main container (a new run writes a new log).
+    restarts: i32,
     waiting: Option<(ReasonCode, String)>,
     /// An end is being recorded; later observations are ignored.
     finishing: bool,
@@ -734,6 +736,7 @@ impl Inner {
                 started: record.started_at_ms.map(|ms| instant_of(Some(ms))),
                 pod: None,
                 main_container: None,
+                restarts: 0,
                 waiting: None,
                 finishing: false,
                 follower: None,
@@ -1080,7 +1083,7 @@ impl Inner {
     }
 
     async fn finish_task(&self, id: &str, outcome: status::Outcome, delete_job: bool) {
-        let (mut pod, mut container, follower, job_name, job_uid, mut from) = {
+        let (mut pod, mut container, mut restarts, follower, job_name, job_uid, mut from) = {
             let mut tracking = self.lock();
             let Some(t) = tracking.tasks.get_mut(id) else {
                 return;
@@ -1092,6 +1095,7 @@ impl Inner {
             (
                 t.pod.clone(),
                 t.main_container.clone(),
+                t.restarts,
                 t.follower.take(),
                 t.job_name.clone(),
                 t.job_uid.clone(),
@@ -1121,11 +1125,12 @@ impl Inner {
             if generic_failure && let Some(better) = view.outcome {
                 outcome = better;
             }
+            restarts = status::restart_count(&found, &view.main_container);
             pod = found.metadata.name.clone();
             container = Some(view.main_container);
         }
         if let (Some(pod), Some(container)) = (pod, container) {
-            logs::capture(self, id, &pod, &container, follower).await;
+            logs::capture(self, id, &pod, &container, restarts, follower).await;
         } else if let Some(follower) = follower {
             follower.abort();
         }

@@ -34,6 +34,15 @@ pub struct PodView {
     pub waiting: Option<(ReasonCode, String)>,
 }
 
+/// How many times `container` of `pod` was restarted in place (0 when not reported).
+pub fn restart_count(pod: &Pod, container: &str) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container))
+        .map_or(0, |c| c.restart_count)
+}
+
 /// The main container of a pod: `configured` if given, else `main` when present, else the first.
 pub fn main_container(pod: &Pod, configured: Option<&str>) -> String {
     let names: Vec<&str> = pod

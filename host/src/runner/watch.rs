@@ -216,6 +216,7 @@ fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
             );
         }
         t.main_container = Some(view.main_container.clone());
+        t.restarts = status::restart_count(pod, &view.main_container);
         if view.waiting.is_some() {
             t.waiting = view.waiting.clone();
         }
@@ -227,7 +228,7 @@ fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
                 mark_running = Some(id.clone());
             }
             if view.outcome.is_none() && t.follower.is_none() {
-                follow = Some((id.clone(), view.main_container.clone()));
+                follow = Some((id.clone(), view.main_container.clone(), t.restarts));
             }
         }
         id
@@ -241,8 +242,8 @@ fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
         let worker = Arc::clone(inner);
         inner.spawn(async move { worker.mark_running(&id).await });
     }
-    if let Some((id, container)) = follow {
-        logs::follow(inner, &id, &name, &container);
+    if let Some((id, container, restarts)) = follow {
+        logs::follow(inner, &id, &name, &container, restarts);
     }
 }
 

@@ -579,8 +579,9 @@ pub struct LogAppend {
 /// after a restart must know how much of *its* pod's log is stored, whatever the pods printed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LogSection {
-    /// The pod whose log was stored last (`None`: nothing stored with a pod name yet, e.g. a
-    /// log stored by an older taskpod).
+    /// Where the part of the log stored last comes from, as its writer named it (the runner:
+    /// `POD#RUN`, the pod and the run of its main container); `None` when nothing was stored
+    /// with a name yet, e.g. a log stored by an older taskpod.
     pub pod: Option<String>,
     /// Where that pod's part of the stored log starts.
     pub start: u64,

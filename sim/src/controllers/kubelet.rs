@@ -632,8 +632,10 @@ impl Kubelets {
                         };
                         return None;
                     }
-                    // CrashLoopBackOff is over: restart in place.
+                    // CrashLoopBackOff is over: restart in place, with a new log.
                     c.restart_count += 1;
+                    let name = c.name.clone();
+                    self.inner.ctx.logs.restart(&run.ns, &run.name, &name);
                     self.start(run, i, until);
                 }
                 CState::Waiting { until: None, .. } => return None,
@@ -675,6 +677,10 @@ impl Kubelets {
                             )),
                             until: Some(at + wait),
                         };
+                        // The run's log ends with it (its followers end); the restart starts a
+                        // new one.
+                        let name = c.name.clone();
+                        self.finish_log(run, &name);
                         continue;
                     }
                     c.state = CState::Terminated(term);
