@@ -104,23 +104,14 @@ impl PodLogs {
     /// A container restarted in place: its current run's log is finished (its followers end)
     /// and kept as the previous run's, and the new run writes a new log.
     pub fn restart(&self, ns: &str, pod: &str, container: &str) {
+        self.finish(ns, pod, container);
         let mut map = self.lock();
-        let log = map
-            .entry(Self::key(ns, pod, container))
-            .or_insert_with(ContainerLog::new);
-        log.finished = true;
-        log.changed.send_modify(|v| *v += 1);
-        let (changed, _) = watch::channel(0);
-        let ended = std::mem::replace(
-            log,
-            ContainerLog {
-                lines: Vec::new(),
-                finished: false,
-                changed,
-                run: log.run + 1,
-                previous: None,
-            },
-        );
+        let Some(log) = map.get_mut(&Self::key(ns, pod, container)) else {
+            return;
+        };
+        let run = log.run + 1;
+        let ended = std::mem::replace(log, ContainerLog::new());
+        log.run = run;
         log.previous = Some(ended.lines);
     }
 
@@ -272,6 +263,13 @@ mod tests {
     use super::*;
     use futures::StreamExt;
 
+    /// Every line a follower yields; it must end within 5 s (`why`).
+    async fn collect(follower: impl futures::Stream<Item = String>, why: &str) -> Vec<String> {
+        tokio::time::timeout(std::time::Duration::from_secs(5), follower.collect())
+            .await
+            .expect(why)
+    }
+
     #[test]
     fn tail_lines_selects_the_last_lines() {
         let logs = PodLogs::new();
@@ -297,10 +295,7 @@ mod tests {
             writer.finish("ns", "p", "c");
             writer.append("ns", "p", "c", "ignored after finish");
         });
-        let got: Vec<String> =
-            tokio::time::timeout(std::time::Duration::from_secs(5), follower.collect())
-                .await
-                .expect("follower ends after finish");
+        let got = collect(follower, "follower ends after finish").await;
         assert_eq!(got, vec!["first", "second"]);
     }
 
@@ -314,10 +309,7 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             remover.remove_pod("ns", "p");
         });
-        let got: Vec<String> =
-            tokio::time::timeout(std::time::Duration::from_secs(5), follower.collect())
-                .await
-                .expect("follower ends after removal");
+        let got = collect(follower, "follower ends after removal").await;
         assert_eq!(got, vec!["only"]);
         assert!(!logs.exists("ns", "p", "c"));
     }
@@ -335,10 +327,7 @@ mod tests {
             kubelet.append("ns", "p", "c", "run 1 up");
         });
         // A follower follows one run: it ends when that run ends.
-        let got: Vec<String> =
-            tokio::time::timeout(std::time::Duration::from_secs(5), follower.collect())
-                .await
-                .expect("follower ends with its run");
+        let got = collect(follower, "follower ends with its run").await;
         assert_eq!(got, vec!["run 0 up", "run 0 failed"]);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let now = logs.read("ns", "p", "c", None).expect("current run");

@@ -345,7 +345,9 @@ struct Throughput {
     runner_per_s: f64,
     runner_cpu: Duration,
     rounds: Vec<(f64, f64)>,
-    store: crate::store::StoreStats,
+    /// Store writes and commits during the runner's rounds.
+    store_writes: u64,
+    store_commits: u64,
 }
 
 /// P2 alternates the bare client and the runner this many times, so that a change in the
@@ -446,11 +448,8 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
         runner_per_s,
         runner_cpu,
         rounds,
-        store: crate::store::StoreStats {
-            commits: after.commits - stats.commits,
-            commands: after.commands - stats.commands,
-            largest_batch: after.largest_batch,
-        },
+        store_writes: after.commands - stats.commands,
+        store_commits: after.commits - stats.commits,
     })
 }
 
@@ -662,8 +661,8 @@ pub async fn run(
         baseline_cpu_per_task: p2.baseline_cpu,
         runner_cpu_per_task: p2.runner_cpu,
         rounds: p2.rounds,
-        store_writes: p2.store.commands,
-        store_commits: p2.store.commits,
+        store_writes: p2.store_writes,
+        store_commits: p2.store_commits,
         sim_rss,
         jobs,
         rss_before,

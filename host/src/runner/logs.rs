@@ -13,9 +13,8 @@
 //! bytes), so "stored yet" is counted per pod, exactly: when the pod captured is not the one
 //! stored last (a Job of several pods: retries, Samza's containers), or its main container was
 //! restarted in place since (a new run, a new log), its whole log follows the other's, even
-//! when they printed the same lines. Logs stored without pod names (by an
-//! older taskpod) are matched by content: the longest start of the pod's log that the stored
-//! log ends with.
+//! when they printed the same lines. Logs stored without a source (by an older taskpod) are
+//! matched by content: the longest start of the pod's log that the stored log ends with.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,9 +157,9 @@ pub(super) async fn capture(
 
 /// How many bytes of `pod`'s log (the run of it named `from`, see [`source`]) the task's
 /// stored log holds: counted exactly from where the store recorded that part to begin when it
-/// was the one stored last, none when another pod's (or run's) log was stored last. A log stored without pod names (by an older taskpod) is matched
-/// by content instead (`log`, read from the pod when not given). `None` when the task or the
-/// pod's log cannot be read.
+/// was the one stored last, none when another pod's (or run's) log was stored last. A log
+/// stored without a source (by an older taskpod) is matched by content instead (`log`, read
+/// from the pod when not given). `None` when the task or the pod's log cannot be read.
 async fn stored_of_pod(
     inner: &Inner,
     id: &str,

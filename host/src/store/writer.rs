@@ -124,23 +124,18 @@ impl Writer {
             let Ok(first) = rx.recv() else { break };
             let mut batch = Vec::with_capacity(64);
             batch.push(first);
-            self.drain(&rx, &mut batch);
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
             close = self.run_batch(batch);
         }
         // Closing the last connection checkpoints the WAL into the main file.
         drop(self.conn);
         if let Some(reply) = close {
             let _ = reply.send(());
-        }
-    }
-
-    /// Adds what has queued up to `batch`, up to the batch limit, without waiting.
-    fn drain(&self, rx: &mpsc::Receiver<Command>, batch: &mut Vec<Command>) {
-        while batch.len() < self.max_batch {
-            match rx.try_recv() {
-                Ok(cmd) => batch.push(cmd),
-                Err(_) => break,
-            }
         }
     }
 
