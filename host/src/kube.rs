@@ -375,15 +375,38 @@ impl Kube {
 
     /// The whole log of `container` in pod `pod`, `None` when the pod is gone.
     pub async fn pod_log(&self, pod: &str, container: &str) -> Result<Option<Vec<u8>>> {
+        self.read_log(pod, container, false).await
+    }
+
+    /// The whole log of the run before the current one of `container` in pod `pod` (a
+    /// container restarted in place), as the kubelet keeps it (`previous=true`); `None` when
+    /// the pod is gone or the container has no earlier run.
+    pub async fn previous_pod_log(&self, pod: &str, container: &str) -> Result<Option<Vec<u8>>> {
+        self.read_log(pod, container, true).await
+    }
+
+    async fn read_log(
+        &self,
+        pod: &str,
+        container: &str,
+        previous: bool,
+    ) -> Result<Option<Vec<u8>>> {
         let params = LogParams {
             container: Some(container.to_owned()),
+            previous,
             ..LogParams::default()
         };
         match self.pods.logs(pod, &params).await {
             Ok(text) => Ok(Some(text.into_bytes())),
             Err(error) if matches!(status_code(&error), Some(404 | 400)) => Ok(None),
             Err(error) => {
-                Err(self.fail("get", "pods/log", format!("read log of Pod {pod}"), error))
+                let run = if previous { "previous run's " } else { "" };
+                Err(self.fail(
+                    "get",
+                    "pods/log",
+                    format!("read {run}log of Pod {pod}"),
+                    error,
+                ))
             }
         }
     }

@@ -665,3 +665,30 @@ async fn a_container_restarted_in_place_keeps_the_log_of_each_run_even_when_they
     );
     env.stop().await;
 }
+
+/// The same container, with no log follower at all (`maxLogFollowers: 0`): nothing streamed
+/// its first run, so when the task ends the runner reads that run back as the kubelet keeps it
+/// (`previous=true`) and stores it before the final run's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_no_follower_caught_is_read_back_from_the_previous_log() {
+    let config = example("samza/taskpod.yaml")
+        .replace("  capacity: 20", "  capacity: 20\n  maxLogFollowers: 0");
+    assert!(config.contains("maxLogFollowers: 0"), "{config}");
+    let env = Env::start(&config, &[]).await;
+    let properties = example("samza/wikipedia-feed.properties")
+        .replace("kubernetes.pod.count=3", "kubernetes.pod.count=1")
+        .replace(
+            "registry.example.com/hello-samza:0.9.1",
+            "registry.example.com/retry-samza:1",
+        );
+    let task = SubmittedTask::from_properties(&properties).expect("Samza job config");
+    let id = env.submit(task).await;
+    let done = wait_terminal(&env.store, &id).await;
+    succeeded(&done);
+    let log = env.store.read_log(&id, 0, 1 << 20).await.expect("log");
+    assert_eq!(
+        String::from_utf8_lossy(&log.data),
+        "same line each run\nsame end each run\nsame line each run\nsame end each run\n"
+    );
+    env.stop().await;
+}

@@ -15,6 +15,13 @@
 //! restarted in place since (a new run, a new log), its whole log follows the other's, even
 //! when they printed the same lines. Logs stored without a source (by an older taskpod) are
 //! matched by content: the longest start of the pod's log that the stored log ends with.
+//!
+//! A container restarted in place ends its follower with its run; the next pod event starts a
+//! follower for the new run. A run that no follower caught to its end (shorter than the pod
+//! watch's reaction, or no follower slot free) is read back as the kubelet keeps it
+//! (`previous=true`) before the next run's log is stored, by that run's follower or by
+//! [`capture`]. The kubelet keeps one run before the current one: earlier runs that no follower
+//! caught are gone, as with `kubectl logs --previous`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +39,11 @@ pub(super) struct Follower {
 }
 
 impl Follower {
+    /// True once its stream ended (the container's run ended, or the log could not be read).
+    pub(super) fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
     /// Stops it at once.
     pub(super) fn abort(self) {
         self.handle.abort();
@@ -45,8 +57,17 @@ fn source(pod: &str, restarts: i32) -> String {
 }
 
 /// Starts following `container` of `pod` (restarted `restarts` times) for task `id` if a
-/// follower slot is free.
+/// follower slot is free and the task has no follower still streaming (one whose run ended, a
+/// container restarted in place, is replaced by one for the new run). The follower is
+/// registered under the tracking lock before it runs, so two pod events never start two.
 pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str, restarts: i32) {
+    let mut tracking = inner.lock();
+    let Some(t) = tracking.tasks.get_mut(id) else {
+        return;
+    };
+    if t.finishing || t.follower.as_ref().is_some_and(|f| !f.is_finished()) {
+        return;
+    }
     let Ok(permit) = Arc::clone(&inner.followers).try_acquire_owned() else {
         return;
     };
@@ -55,6 +76,10 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str, r
     let from = source(&pod, restarts);
     let handle = tokio::spawn(async move {
         let _permit = permit;
+        // A run before this one that its own follower did not catch to its end.
+        if restarts > 0 {
+            store_previous_run(&worker, &task, &pod, &container, restarts - 1).await;
+        }
         // What this pod's log has stored already (an earlier follower's, before a restart of
         // the host) is skipped; another pod's log before it is not this one's.
         let Some(mut skip) = stored_of_pod(&worker, &task, &from, &pod, &container, None).await
@@ -104,13 +129,7 @@ pub(super) fn follow(inner: &Arc<Inner>, id: &str, pod: &str, container: &str, r
             }
         }
     });
-    let mut tracking = inner.lock();
-    match tracking.tasks.get_mut(id) {
-        Some(t) if t.follower.is_none() && !t.finishing => {
-            t.follower = Some(Follower { handle });
-        }
-        _ => handle.abort(),
-    }
+    t.follower = Some(Follower { handle });
 }
 
 /// Stores the rest of the task's log once its pod ended: waits (bounded) for the follower to
@@ -133,6 +152,9 @@ pub(super) async fn capture(
         handle.abort();
         let _ = handle.await;
     }
+    if restarts > 0 {
+        store_previous_run(inner, id, pod, container, restarts - 1).await;
+    }
     match crate::kube::retry(5, || inner.kube.pod_log(pod, container)).await {
         Ok(Some(log)) => {
             // What is stored already may be this pod's log up to some point (a follower, this
@@ -153,6 +175,49 @@ pub(super) async fn capture(
         Ok(None) => tracing::debug!(task = id, pod, "pod gone before its log was read"),
         Err(error) => tracing::warn!(task = id, pod, %error, "cannot read the task's log"),
     }
+}
+
+/// Stores what is missing of run `run` of `pod`'s main container, the run before the current
+/// one, read back as the kubelet keeps it (`previous=true`): all of it when the store holds
+/// nothing yet or an earlier run of this pod last, the rest of it when it holds the start. A run
+/// no follower caught (shorter than the pod watch's reaction, or no follower slot free) is
+/// stored so, before the next run's log. When another pod's log was stored last, whether this
+/// run was stored before it is not known, and nothing is read (the run is not stored twice).
+/// Runs before that one are gone from the node, as `kubectl logs --previous` shows.
+async fn store_previous_run(inner: &Inner, id: &str, pod: &str, container: &str, run: i32) {
+    let Ok(section) = inner.store.log_section(id).await else {
+        return;
+    };
+    let from = source(pod, run);
+    let stored = match section.pod.as_deref() {
+        _ if section.end == 0 => 0,
+        Some(last) if last == from => section.end.saturating_sub(section.start) as usize,
+        Some(last) if run_of(last, pod).is_some_and(|r| r < run) => 0,
+        _ => return,
+    };
+    match crate::kube::retry(5, || inner.kube.previous_pod_log(pod, container)).await {
+        Ok(Some(log)) if stored < log.len() => {
+            if let Err(error) = inner
+                .store
+                .append_pod_log(id, &from, log[stored..].to_vec())
+                .await
+            {
+                tracing::warn!(task = id, %error, "cannot store the log of the container's previous run");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(task = id, pod, %error, "cannot read the log of the container's previous run")
+        }
+    }
+}
+
+/// The run recorded in a log source of `pod` (see [`source`]); `None` for another pod's.
+fn run_of(source: &str, pod: &str) -> Option<i32> {
+    source
+        .strip_prefix(pod)
+        .and_then(|rest| rest.strip_prefix('#'))
+        .and_then(|run| run.parse().ok())
 }
 
 /// How many bytes of `pod`'s log (the run of it named `from`, see [`source`]) the task's
@@ -236,7 +301,17 @@ fn stored_overlap(stored: &[u8], log: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::stored_overlap;
+    use super::{run_of, source, stored_overlap};
+
+    #[test]
+    fn a_source_names_its_pods_run() {
+        assert_eq!(run_of(&source("job-a-x1", 2), "job-a-x1"), Some(2));
+        assert_eq!(run_of(&source("job-a-x1", 0), "job-a-x1"), Some(0));
+        // Another pod, even one whose name starts with this one's.
+        assert_eq!(run_of(&source("job-a-x12", 1), "job-a-x1"), None);
+        assert_eq!(run_of(&source("job-b", 1), "job-a-x1"), None);
+        assert_eq!(run_of("job-a-x1", "job-a-x1"), None);
+    }
 
     #[test]
     fn overlap_is_the_stored_start_of_the_same_pods_log() {

@@ -227,7 +227,7 @@ fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
             if t.state == TaskState::Launching {
                 mark_running = Some(id.clone());
             }
-            if view.outcome.is_none() && t.follower.is_none() {
+            if view.outcome.is_none() && t.follower.as_ref().is_none_or(|f| f.is_finished()) {
                 follow = Some((id.clone(), view.main_container.clone(), t.restarts));
             }
         }
