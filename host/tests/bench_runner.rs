@@ -62,6 +62,24 @@ fn bench_runner_reports_every_phase() {
     let store = line("store during the runner's phase");
     assert!(number_after(&store, "phase:") >= 420.0, "{store}");
     assert!(number_after(&store, "writes in") >= 1.0, "{store}");
+    // Each required piece of a launch measured alone; their sum bounds the ratio.
+    let parts = line("parts of a launch alone");
+    let watched = number_after(&parts, "Job watch");
+    let adapter = number_after(&parts, "adapter");
+    let stored = number_after(&parts, "(submit + launching)");
+    let event = number_after(&parts, "Adapted Event");
+    for figure in [watched, adapter, stored, event] {
+        assert!(figure > 0.0, "{parts}");
+    }
+    let sum = number_after(&parts, "; sum");
+    assert!(
+        (sum - (watched + adapter + stored + event)).abs() <= 2.0,
+        "{parts}"
+    );
+    assert!(
+        number_after(&parts, "rate at most (80 % allows") > 0.0,
+        "{parts}"
+    );
     let p3 = line("P3 host footprint with 30 running Jobs tracked");
     assert!(number_after(&p3, "RSS") > 0.0, "{p3}");
     assert!(number_after(&p3, "threads") >= 2.0, "{p3}");

@@ -78,6 +78,8 @@ pub struct RunnerReport {
     pub store_writes: u64,
     /// Transactions committed for them (group commit: writes per commit is the batch size).
     pub store_commits: u64,
+    /// What each piece of a launch costs alone, measured in the same run.
+    pub parts: Parts,
     /// Running Jobs tracked in P3–P5.
     pub jobs: usize,
     /// RSS before the Jobs existed, bytes.
@@ -138,6 +140,19 @@ impl fmt::Display for RunnerReport {
             self.store_commits,
             self.store_writes as f64 / self.store_commits.max(1) as f64
         )?;
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let parts = &self.parts;
+        writeln!(
+            f,
+            "   parts of a launch alone (CPU per task): bare create with a Job watch {:.0} us, adapter {:.0} us, store (submit + launching) {:.0} us, Adapted Event {:.0} us; sum {:.0} us = {:.0} % of the bare client's rate at most (80 % allows {:.0} us)",
+            us(parts.watched_create),
+            us(parts.adapter),
+            us(parts.store),
+            us(parts.event),
+            us(parts.sum()),
+            100.0 * us(self.baseline_cpu_per_task) / us(parts.sum()).max(f64::MIN_POSITIVE),
+            us(self.baseline_cpu_per_task) / 0.8
+        )?;
         writeln!(
             f,
             "P3 host footprint with {} running Jobs tracked: RSS {:.0} MB, threads {}; with {}: RSS {:.0} MB, threads {}; before the runner started: RSS {:.0} MB, threads {}  (goal <= 200 MB, threads independent of Jobs); the sim's process holding them: {:.0} MB",
@@ -195,23 +210,24 @@ fn footprint_of(pid: &str) -> (u64, usize) {
     (field("VmRSS:") * 1024, field("Threads:") as usize)
 }
 
-/// CPU time (user + system) this process has used so far (Linux `/proc/self/stat`, in clock
-/// ticks of 10 ms).
+/// CPU time (user + system) all threads of this process have used so far
+/// (`CLOCK_PROCESS_CPUTIME_ID`, to the nanosecond; threads that have exited included).
+#[allow(unsafe_code)]
 pub fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    // SAFETY: `clock_gettime` only writes the `timespec` it is given, which lives on this stack
+    // frame for the whole call; the clock id is a constant every Linux kernel knows.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    if status != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// The simulated cluster of P3–P5 in a child process (`taskpod sim --controllers-only`).
@@ -348,6 +364,174 @@ struct Throughput {
     /// Store writes and commits during the runner's rounds.
     store_writes: u64,
     store_commits: u64,
+    parts: Parts,
+}
+
+/// The pieces every launch needs, each measured alone on P2's task count with the runner's
+/// concurrency, as CPU time of the whole process per task. Their sum is a lower bound of what a
+/// launch costs (the runner adds its queue, tracking, the Pod and Deployment watches, and
+/// smaller store batches), so `bare CPU / sum` bounds the ratio P2 can reach on this machine,
+/// whatever the code between the pieces does.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Parts {
+    /// A bare create, while a Job watch (kube-runtime's watcher, the runner's label selector)
+    /// receives every Job created.
+    pub watched_create: Duration,
+    /// The adapter call with contract and policy (`Renderer::render_for_launch`).
+    pub adapter: Duration,
+    /// The store's two durable writes before a Job exists: the submit and `pending → launching`.
+    pub store: Duration,
+    /// The `Adapted` Event, through the host's Event writer.
+    pub event: Duration,
+}
+
+impl Parts {
+    /// The least CPU a launch costs.
+    pub fn sum(&self) -> Duration {
+        self.watched_create + self.adapter + self.store + self.event
+    }
+}
+
+/// CPU per task spent since `cpu` (a [`process_cpu`] reading), over `n` tasks.
+fn cpu_per(cpu: Duration, n: usize) -> Duration {
+    process_cpu().saturating_sub(cpu) / u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+}
+
+/// Measures [`Parts`] on `n` tasks: the same template, renderer, store options and Event
+/// writer as the runner's, each piece against its own API server or store.
+async fn parts(
+    renderer: &crate::render::Renderer,
+    template: &Job,
+    dir: &std::path::Path,
+    n: usize,
+    concurrency: usize,
+) -> Result<Parts> {
+    use crate::store::{NewTask, Transition};
+    use ::kube::runtime::watcher;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // A create while a watch receives it.
+    let server = api_server().await?;
+    let jobs: Api<Job> = Api::namespaced(server.client(), "default");
+    let seen = Arc::new(AtomicUsize::new(0));
+    let selector = crate::kube::Kube::instance_selector("bench");
+    let watch = {
+        let seen = Arc::clone(&seen);
+        let stream = watcher(jobs.clone(), watcher::Config::default().labels(&selector));
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                if let Ok(watcher::Event::Apply(_) | watcher::Event::InitApply(_)) = event {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let cpu = process_cpu();
+    let created: Vec<_> = futures::stream::iter(0..n)
+        .map(|i| {
+            let mut job = template.clone();
+            job.metadata.name = Some(format!("watched-{i}"));
+            let jobs = jobs.clone();
+            async move { jobs.create(&PostParams::default(), &job).await }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for r in created {
+        r.map_err(kube_err)?;
+    }
+    wait_for(120, "the Job watch to receive every Job", || {
+        seen.load(Ordering::Relaxed) >= n
+    })
+    .await?;
+    let watched_create = cpu_per(cpu, n);
+    watch.abort();
+    server.shutdown().await;
+
+    // The adapter.
+    let cpu = process_cpu();
+    let rendered: Vec<_> = futures::stream::iter(0..n)
+        .map(|i| async move {
+            renderer
+                .render_for_launch(&task(&format!("parts-{i}")))
+                .await
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let adapter = cpu_per(cpu, n);
+    let mut identity = None;
+    for r in rendered {
+        identity = Some(r.map_err(setup)?.1);
+    }
+    let identity = identity.ok_or_else(|| setup("P2's parts need at least one task"))?;
+
+    // The store's two writes.
+    let store = Store::open(dir.join("parts.db"), StoreOptions::default()).map_err(setup)?;
+    let cpu = process_cpu();
+    let written: Vec<_> = futures::stream::iter(0..n)
+        .map(|i| {
+            let (store, identity) = (store.clone(), identity.clone());
+            async move {
+                let task = task(&format!("parts-{i}"));
+                store.submit(NewTask::from_submitted(&task)).await?;
+                let job = taskpod_adapter_sdk::names::job_name(&task.id);
+                let change = Transition::new(&task.id, TaskState::Pending, TaskState::Launching)
+                    .job_name(job)
+                    .adapter(identity);
+                store.transition(change).await
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let store_cpu = cpu_per(cpu, n);
+    for r in written {
+        r.map_err(setup)?;
+    }
+    drop(store);
+
+    // The Adapted Event, queued no faster than the writer's queue holds.
+    let server = api_server().await?;
+    let counters = server.counters();
+    let events = crate::events::Events::new(
+        server.client(),
+        "default",
+        "bench",
+        Arc::new(crate::metrics::Metrics::new()),
+    );
+    let cpu = process_cpu();
+    let chunk = crate::events::QUEUE_CAPACITY / 2;
+    for start in (0..n).step_by(chunk) {
+        let end = (start + chunk).min(n);
+        for i in start..end {
+            let job = crate::events::JobRef {
+                name: format!("parts-{i}"),
+                uid: Some(format!("00000000-0000-4000-8000-{i:012}")),
+            };
+            events.adapted(
+                &job,
+                "tpl",
+                &identity.name,
+                &identity.version,
+                &identity.digest,
+            );
+        }
+        wait_for(120, "the Adapted Events written", || {
+            counters.distinct_creates("Event") >= end
+        })
+        .await?;
+    }
+    let event = cpu_per(cpu, n);
+    events.close().await;
+    server.shutdown().await;
+    Ok(Parts {
+        watched_create,
+        adapter,
+        store: store_cpu,
+        event,
+    })
 }
 
 /// P2 alternates the bare client and the runner this many times, so that a change in the
@@ -412,7 +596,7 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
             .await;
         bare.push((
             per_round as f64 / started.elapsed().as_secs_f64(),
-            process_cpu().saturating_sub(cpu) / per_round as u32,
+            cpu_per(cpu, per_round),
         ));
         for r in results {
             r.map_err(kube_err)?;
@@ -431,13 +615,14 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
         c?;
         ran.push((
             per_round as f64 / started.elapsed().as_secs_f64(),
-            process_cpu().saturating_sub(cpu) / per_round as u32,
+            cpu_per(cpu, per_round),
         ));
     }
     let after = store.stats();
     runner.shutdown().await;
     sim.shutdown().await;
     base.shutdown().await;
+    let parts = parts(&renderer, &template, dir.path(), per_round, concurrency).await?;
     let rounds = bare.iter().zip(&ran).map(|(b, r)| (b.0, r.0)).collect();
     let (baseline_per_s, baseline_cpu) = median(bare);
     let (runner_per_s, runner_cpu) = median(ran);
@@ -450,6 +635,7 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
         rounds,
         store_writes: after.commands - stats.commands,
         store_commits: after.commits - stats.commits,
+        parts,
     })
 }
 
@@ -663,6 +849,7 @@ pub async fn run(
         rounds: p2.rounds,
         store_writes: p2.store_writes,
         store_commits: p2.store_commits,
+        parts: p2.parts,
         sim_rss,
         jobs,
         rss_before,
