@@ -44,42 +44,32 @@ fn bench_runner_reports_every_phase() {
     assert!(number_after(&p2, "bare client") > 0.0, "{p2}");
     let cpu = line("CPU per task");
     assert!(number_after(&cpu, "): runner") > 0.0, "{cpu}");
-    // Three alternating rounds of 70 tasks a side, each round's two rates shown.
-    let rounds = line("rounds (bare client");
-    let pairs: Vec<&str> = rounds
+    // Three alternating rounds of 70 tasks a side, each round's three rates shown.
+    let rounds = line("rounds (bare client /");
+    let triples: Vec<&str> = rounds
         .split(": ")
         .nth(1)
         .unwrap_or_default()
         .split(", ")
         .collect();
-    assert_eq!(pairs.len(), 3, "{rounds}");
-    for pair in pairs {
-        let (bare, runner) = pair.split_once(" / ").unwrap_or_else(|| panic!("{rounds}"));
-        assert!(bare.trim().parse::<f64>().unwrap() > 0.0, "{rounds}");
-        assert!(runner.trim().parse::<f64>().unwrap() > 0.0, "{rounds}");
+    assert_eq!(triples.len(), 3, "{rounds}");
+    for round in triples {
+        let rates: Vec<f64> = round
+            .split(" / ")
+            .map(|r| r.trim().parse().unwrap_or_else(|_| panic!("{rounds}")))
+            .collect();
+        assert_eq!(rates.len(), 3, "{rounds}");
+        assert!(rates.iter().all(|r| *r > 0.0), "{rounds}");
     }
     // Every task is stored twice before its Job exists: submitted, then launching.
     let store = line("store during the runner's phase");
     assert!(number_after(&store, "phase:") >= 420.0, "{store}");
     assert!(number_after(&store, "writes in") >= 1.0, "{store}");
-    // Each required piece of a launch measured alone; their sum bounds the ratio.
-    let parts = line("parts of a launch alone");
-    let watched = number_after(&parts, "Job watch");
-    let adapter = number_after(&parts, "adapter");
-    let stored = number_after(&parts, "(submit + launching)");
-    let event = number_after(&parts, "Adapted Event");
-    for figure in [watched, adapter, stored, event] {
-        assert!(figure > 0.0, "{parts}");
-    }
-    let sum = number_after(&parts, "; sum");
-    assert!(
-        (sum - (watched + adapter + stored + event)).abs() <= 2.0,
-        "{parts}"
-    );
-    assert!(
-        number_after(&parts, "rate at most (80 % allows") > 0.0,
-        "{parts}"
-    );
+    // A launch's Kubernetes requests alone: its rate, its share of the bare client's.
+    let watched = line("a launch's Kubernetes requests alone");
+    assert!(number_after(&watched, "Job watch):") > 0.0, "{watched}");
+    assert!(number_after(&watched, "Jobs/s =") > 0.0, "{watched}");
+    assert!(number_after(&watched, "(CPU") > 0.0, "{watched}");
     let p3 = line("P3 host footprint with 30 running Jobs tracked");
     assert!(number_after(&p3, "RSS") > 0.0, "{p3}");
     assert!(number_after(&p3, "threads") >= 2.0, "{p3}");
