@@ -5,14 +5,16 @@
 //! spec the output carries — the Job's template and the template of every Deployment companion
 //! — and refuses privileged containers, privilege escalation, host namespaces (network, PID,
 //! IPC), `hostPath` volumes, added capabilities, host ports, service accounts outside the allowed
-//! list, images outside the registry allowlist, resources above the ceilings, and objects the
-//! adapter placed in another namespace. Every refusal is a [`PolicyError`] naming the
+//! list, images outside the registry allowlist, resources above the ceilings, objects the
+//! adapter placed in another namespace, and Service companions that expose pods beyond the
+//! cluster (a type outside `serviceTypes`: `NodePort`, `LoadBalancer`, `ExternalName`) or claim
+//! `externalIPs`, which let a Service intercept traffic to any address the nodes route. Every refusal is a [`PolicyError`] naming the
 //! [`PolicyRule`], the object, the field path
 //! (`spec.template.spec.containers[1].securityContext.privileged`) and the adapter; the task
 //! then fails with reason `policy` and the cluster never sees the objects.
 //!
 //! The default [`Policy`] is restrictive: every rule refuses, the only allowed service account
-//! is `default`, and there are no resource ceilings and no image restriction until configured
+//! is `default`, the only Service type `ClusterIP` (headless included), and there are no resource ceilings and no image restriction until configured
 //! (both are site-specific). It can also inject hardening defaults where the adapter left the
 //! field unset ([`PodDefaults`]: `runAsNonRoot`, seccomp `RuntimeDefault`, read-only root
 //! filesystem); none is injected unless configured, so rendered Jobs stay what the adapter made.
@@ -20,7 +22,7 @@
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{
-    Container, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext,
+    Container, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, ServiceSpec,
 };
 use serde::{Deserialize, Deserializer};
 use taskpod_adapter_sdk::AdapterOutput;
@@ -29,6 +31,17 @@ use crate::contract::{Companion, Manifests};
 
 /// The service account a pod gets when it names none, always allowed.
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
+/// The Service type a Service naming none has.
+pub const SERVICE_CLUSTER_IP: &str = "ClusterIP";
+
+/// Every Service type Kubernetes knows.
+pub const SERVICE_TYPES: [&str; 4] = [
+    SERVICE_CLUSTER_IP,
+    "NodePort",
+    "LoadBalancer",
+    "ExternalName",
+];
 
 /// What an adapter's output may ask for (the `policy:` section of the configuration).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -53,6 +66,12 @@ pub struct Policy {
     /// or a repository prefix ending in `/` (`example.com/team/`). Images without a registry
     /// are Docker Hub's (`busybox` is `docker.io/library/busybox`). Default `["*"]`.
     pub images: Vec<String>,
+    /// Service types companion Services may have (`ClusterIP`, `NodePort`, `LoadBalancer`,
+    /// `ExternalName`); a Service naming none is `ClusterIP`. Default `[ClusterIP]`: reachable
+    /// inside the cluster only.
+    pub service_types: Vec<String>,
+    /// Allow `spec.externalIPs` on companion Services. Default false.
+    pub allow_external_ips: bool,
     /// Largest CPU one pod may ask for (the larger of request and limit, summed over its
     /// containers), e.g. `4` or `500m`. When set, every container must set a CPU limit.
     /// Default: no ceiling.
@@ -75,6 +94,8 @@ impl Default for Policy {
             allowed_capabilities: Vec::new(),
             service_accounts: vec![DEFAULT_SERVICE_ACCOUNT.to_owned()],
             images: vec!["*".to_owned()],
+            service_types: vec![SERVICE_CLUSTER_IP.to_owned()],
+            allow_external_ips: false,
             max_cpu: None,
             max_memory: None,
             defaults: PodDefaults::default(),
@@ -120,6 +141,8 @@ pub enum PolicyRule {
     Image,
     /// CPU or memory above the ceiling, or no limit under a ceiling.
     Resources,
+    /// A Service exposed beyond the cluster (a type not allowed) or claiming external IPs.
+    ServiceExposure,
 }
 
 impl PolicyRule {
@@ -136,6 +159,7 @@ impl PolicyRule {
             PolicyRule::Namespace => "namespace",
             PolicyRule::Image => "image",
             PolicyRule::Resources => "resources",
+            PolicyRule::ServiceExposure => "service-exposure",
         }
     }
 }
@@ -301,6 +325,17 @@ impl Policy {
                 ));
             }
         }
+        for (i, kind) in self.service_types.iter().enumerate() {
+            if !SERVICE_TYPES.contains(&kind.as_str()) {
+                return Err((
+                    format!("serviceTypes[{i}]"),
+                    format!(
+                        "{kind:?} is not a Service type: use {}",
+                        SERVICE_TYPES.join(", ")
+                    ),
+                ));
+            }
+        }
         for (i, account) in self.service_accounts.iter().enumerate() {
             if !crate::contract::is_dns1123_subdomain(account) {
                 return Err((
@@ -352,13 +387,53 @@ impl Policy {
         }
         for (index, companion) in manifests.companions.iter_mut().enumerate() {
             let object = format!("companion[{index}] ({})", companion.kind());
-            if let Companion::Deployment(deployment) = companion
-                && let Some(pod) = deployment.spec.template.spec.as_mut()
-            {
-                self.check_pod(pod, "spec.template.spec")
-                    .map_err(|r| fail(&object, r))?;
-                self.inject_defaults(pod);
+            match companion {
+                Companion::Deployment(deployment) => {
+                    if let Some(pod) = deployment.spec.template.spec.as_mut() {
+                        self.check_pod(pod, "spec.template.spec")
+                            .map_err(|r| fail(&object, r))?;
+                        self.inject_defaults(pod);
+                    }
+                }
+                Companion::Service(service) => {
+                    if let Some(spec) = &service.spec {
+                        self.check_service(spec).map_err(|r| fail(&object, r))?;
+                    }
+                }
+                Companion::ConfigMap(_) => {}
             }
+        }
+        Ok(())
+    }
+
+    /// Checks a companion Service's exposure: its type and external IPs.
+    fn check_service(&self, spec: &ServiceSpec) -> Result<(), Refusal> {
+        let kind = spec.type_.as_deref().unwrap_or(SERVICE_CLUSTER_IP);
+        if !self.service_types.iter().any(|t| t == kind) {
+            return Err(refuse(
+                "spec.type".to_owned(),
+                PolicyRule::ServiceExposure,
+                format!(
+                    "Service type `{kind}` is not allowed (allowed: {}): it exposes the task's \
+                     pods beyond the cluster; use ClusterIP (or add `{kind}` to \
+                     policy.serviceTypes)",
+                    self.service_types.join(", ")
+                ),
+            ));
+        }
+        if !self.allow_external_ips
+            && spec
+                .external_ips
+                .as_ref()
+                .is_some_and(|ips| !ips.is_empty())
+        {
+            return Err(refuse(
+                "spec.externalIPs".to_owned(),
+                PolicyRule::ServiceExposure,
+                "external IPs let a Service take traffic for addresses outside the cluster; \
+                 remove `externalIPs` (or set policy.allowExternalIps)"
+                    .to_owned(),
+            ));
         }
         Ok(())
     }
@@ -1121,6 +1196,64 @@ mod tests {
         );
         assert_eq!(err.object, "companion[1] (Deployment)");
         assert!(err.to_string().contains("companion[1] (Deployment)"));
+    }
+
+    fn with_service(spec: Value) -> AdapterOutput {
+        let service = json!({"apiVersion": "v1", "kind": "Service",
+                             "metadata": {"name": "ex"}, "spec": spec});
+        AdapterOutput {
+            job: job(pod()),
+            companions: vec![service.to_string()],
+        }
+    }
+
+    #[test]
+    fn a_service_exposed_beyond_the_cluster_is_refused() {
+        let ports = json!([{"port": 45680, "targetPort": 45680}]);
+        // ClusterIP, named or not, and headless Services pass the default policy.
+        for spec in [
+            json!({"ports": ports}),
+            json!({"type": "ClusterIP", "ports": ports}),
+            json!({"clusterIP": "None", "ports": ports}),
+        ] {
+            run(&Policy::default(), &with_service(spec)).expect("in-cluster Service allowed");
+        }
+        for kind in ["NodePort", "LoadBalancer", "ExternalName"] {
+            let out = with_service(json!({"type": kind, "ports": ports}));
+            let err = assert_refused(&out, PolicyRule::ServiceExposure, "spec.type");
+            assert_eq!(err.object, "companion[0] (Service)");
+            assert!(err.detail.contains(kind), "{err}");
+            assert!(err.detail.contains("policy.serviceTypes"), "{err}");
+            let allowed = Policy {
+                service_types: vec![SERVICE_CLUSTER_IP.to_owned(), kind.to_owned()],
+                ..Policy::default()
+            };
+            run(&allowed, &out).expect("allowed when configured");
+        }
+        let out = with_service(json!({"ports": ports, "externalIPs": ["203.0.113.7"]}));
+        let err = assert_refused(&out, PolicyRule::ServiceExposure, "spec.externalIPs");
+        assert!(err.detail.contains("policy.allowExternalIps"), "{err}");
+        let allowed = Policy {
+            allow_external_ips: true,
+            ..Policy::default()
+        };
+        run(&allowed, &out).expect("allowed when configured");
+    }
+
+    #[test]
+    fn service_types_must_be_kubernetes_service_types() {
+        let policy: Policy =
+            serde_yaml::from_str("serviceTypes: [ClusterIP, NodePort]").expect("parses");
+        policy.validate().expect("valid");
+        let policy: Policy =
+            serde_yaml::from_str("serviceTypes: [ClusterIP, Nodeport]").expect("parses");
+        let (key, message) = policy.validate().expect_err("a misspelt type");
+        assert_eq!(key, "serviceTypes[1]");
+        assert!(
+            message.contains("\"Nodeport\" is not a Service type"),
+            "{message}"
+        );
+        assert!(message.contains("NodePort"), "{message}");
     }
 
     #[test]

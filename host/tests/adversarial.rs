@@ -1,7 +1,8 @@
 //! Adversarial suite (R3): hostile adapters through the real runner on the in-process simulated
 //! cluster. Each hostile component — infinite loop, memory bomb, deep recursion, trap, 100 MB
 //! output, invalid JSON, a Job in another namespace, a privileged pod, hostPath, hostNetwork,
-//! another service account, a privileged pod hidden in a companion Deployment — ends its task
+//! another service account, a privileged pod hidden in a companion Deployment, a companion
+//! Service of type LoadBalancer — ends its task
 //! `failed` with a precise reason, no Job reaches the cluster, and a well-behaved adapter's tasks
 //! in the same host still succeed; `POST /v1/render` answers hostile adapters with a 400 naming
 //! the adapter, never a 5xx. How fast each fails is a benchmark figure (`taskpod bench
@@ -145,6 +146,16 @@ const CASES: &[(&str, ReasonCode, &[&str])] = &[
             "policy rule `privileged`",
             "the companion[0] (Deployment) of adapter `hostile`",
             "`spec.template.spec.containers[0].securityContext.privileged`",
+        ],
+    ),
+    (
+        "service-load-balancer",
+        ReasonCode::Policy,
+        &[
+            "policy rule `service-exposure`",
+            "the companion[0] (Service) of adapter `hostile`",
+            "`spec.type`",
+            "`LoadBalancer`",
         ],
     ),
 ];

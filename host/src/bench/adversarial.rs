@@ -39,6 +39,7 @@ pub const HOSTILE_MODES: &[&str] = &[
     "host-network",
     "service-account",
     "companion-privileged",
+    "service-load-balancer",
 ];
 
 /// Time to refusal of one hostile mode.

@@ -29,6 +29,7 @@
 //! | `image` | returns a Job whose container runs `image` (default `evil.example.com/miner:latest`) |
 //! | `restart-always` | returns a Job with `backoffLimit: 100`, `restartPolicy: OnFailure` and no deadline |
 //! | `companion-privileged` | returns the `ok` Job plus a Deployment companion whose pod is privileged |
+//! | `service-load-balancer` | returns the `ok` Job plus a Service companion of type `LoadBalancer` |
 //! | `invalid-companion` | returns the `ok` Job plus the companion text `{not json` |
 //! | `many-companions` | returns the `ok` Job plus `count` (default 10 000) ConfigMap companions |
 //! | `log-flood` | logs `count` (default 100 000) messages, then returns the `ok` Job |
@@ -50,7 +51,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, Container, HostPathVolumeSource, Pod, PodSpec, PodTemplateSpec,
-    SecurityContext, Volume, VolumeMount,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde_json::{Map, Value};
@@ -83,6 +84,7 @@ pub const MODES: &[&str] = &[
     "image",
     "restart-always",
     "companion-privileged",
+    "service-load-balancer",
     "invalid-companion",
     "many-companions",
     "log-flood",
@@ -268,6 +270,27 @@ fn run(
             let mut out = job(&|_| {})?;
             out.companions
                 .push(k8s::to_json(&privileged_deployment(ctx), "companions[0]")?);
+            Ok(out)
+        }
+        "service-load-balancer" => {
+            let mut out = job(&|_| {})?;
+            let service = Service {
+                metadata: ObjectMeta {
+                    name: Some(ctx.job_name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(ServiceSpec {
+                    type_: Some("LoadBalancer".to_owned()),
+                    ports: Some(vec![ServicePort {
+                        port: 8080,
+                        ..ServicePort::default()
+                    }]),
+                    ..ServiceSpec::default()
+                }),
+                ..Service::default()
+            };
+            out.companions
+                .push(k8s::to_json(&service, "companions[0]")?);
             Ok(out)
         }
         "invalid-companion" => {
@@ -600,6 +623,10 @@ mod tests {
             dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"],
             true
         );
+        let out = Hostile::adapt(&task(), &ctx("service-load-balancer")).unwrap();
+        let service: Value = serde_json::from_str(&out.companions[0]).unwrap();
+        assert_eq!(service["kind"], "Service");
+        assert_eq!(service["spec"]["type"], "LoadBalancer");
         let out = Hostile::adapt(&task(), &ctx("invalid-json")).unwrap();
         assert_eq!(out.job, "{not json");
         let out = Hostile::adapt(&task(), &ctx("invalid-companion")).unwrap();
