@@ -26,6 +26,7 @@ use k8s_openapi::api::core::v1::{
 };
 use serde::{Deserialize, Deserializer};
 use taskpod_adapter_sdk::AdapterOutput;
+use taskpod_adapter_sdk::quantity::{cpu_millis, memory_bytes};
 
 use crate::contract::{Companion, Manifests};
 
@@ -241,48 +242,6 @@ impl<'de> Deserialize<'de> for MemoryQuantity {
         })?;
         Ok(MemoryQuantity { text, bytes })
     }
-}
-
-/// Parses a Kubernetes quantity (`500m`, `2`, `1.5Gi`, `128M`, `1e3`) into base units.
-fn quantity(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse::<i32>().ok()?),
-        _ => return None,
-    };
-    let value = num * factor;
-    (value.is_finite() && value >= 0.0).then_some(value)
-}
-
-/// A CPU quantity in millicores (rounded up).
-pub fn cpu_millis(q: &str) -> Option<u64> {
-    quantity(q).map(|v| (v * 1000.0).ceil() as u64)
-}
-
-/// A memory quantity in bytes (rounded up).
-pub fn memory_bytes(q: &str) -> Option<u64> {
-    quantity(q).map(|v| v.ceil() as u64)
 }
 
 /// `busybox` → `docker.io/library/busybox`; `team/app:1` → `docker.io/team/app:1`.

@@ -639,11 +639,11 @@ async fn samza_job_of_three_containers_restarts_a_failed_one_and_completes() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_container_restarted_in_place_keeps_the_log_of_each_run_even_when_they_match() {
-    let config = example("samza/taskpod.yaml");
-    let env = Env::start(&config, &[]).await;
-    // One SamzaContainer whose first run fails after printing exactly what the second prints.
+/// Runs one SamzaContainer whose first run fails after printing exactly what the second
+/// prints, with `config`; asserts that both runs' logs are stored once, in order, and that the
+/// container was restarted in place (one pod). Returns the environment for more checks.
+async fn run_a_container_restarted_in_place(config: &str) -> Env {
+    let env = Env::start(config, &[]).await;
     let properties = example("samza/wikipedia-feed.properties")
         .replace("kubernetes.pod.count=3", "kubernetes.pod.count=1")
         .replace(
@@ -657,12 +657,18 @@ async fn a_container_restarted_in_place_keeps_the_log_of_each_run_even_when_they
     let job = env.job(&id).await;
     let pods = env.pods(&job.metadata.name.clone().expect("name")).await;
     assert_eq!(pods.len(), 1, "restarted in place, not replaced");
-    // Each run's log is stored once, in order: the second run's is not taken for the first's.
     let log = env.store.read_log(&id, 0, 1 << 20).await.expect("log");
     assert_eq!(
         String::from_utf8_lossy(&log.data),
         "same line each run\nsame end each run\nsame line each run\nsame end each run\n"
     );
+    env
+}
+
+/// Each run's log is stored once, in order: the second run's is not taken for the first's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_restarted_in_place_keeps_the_log_of_each_run_even_when_they_match() {
+    let env = run_a_container_restarted_in_place(&example("samza/taskpod.yaml")).await;
     env.stop().await;
 }
 
@@ -674,21 +680,6 @@ async fn a_run_no_follower_caught_is_read_back_from_the_previous_log() {
     let config = example("samza/taskpod.yaml")
         .replace("  capacity: 20", "  capacity: 20\n  maxLogFollowers: 0");
     assert!(config.contains("maxLogFollowers: 0"), "{config}");
-    let env = Env::start(&config, &[]).await;
-    let properties = example("samza/wikipedia-feed.properties")
-        .replace("kubernetes.pod.count=3", "kubernetes.pod.count=1")
-        .replace(
-            "registry.example.com/hello-samza:0.9.1",
-            "registry.example.com/retry-samza:1",
-        );
-    let task = SubmittedTask::from_properties(&properties).expect("Samza job config");
-    let id = env.submit(task).await;
-    let done = wait_terminal(&env.store, &id).await;
-    succeeded(&done);
-    let log = env.store.read_log(&id, 0, 1 << 20).await.expect("log");
-    assert_eq!(
-        String::from_utf8_lossy(&log.data),
-        "same line each run\nsame end each run\nsame line each run\nsame end each run\n"
-    );
+    let env = run_a_container_restarted_in_place(&config).await;
     env.stop().await;
 }

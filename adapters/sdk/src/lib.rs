@@ -120,6 +120,7 @@ pub mod k8s;
 pub mod log;
 pub mod names;
 pub mod payload;
+pub mod quantity;
 pub mod transport;
 pub mod types;
 

@@ -19,7 +19,6 @@ mod events;
 mod gc;
 mod job;
 mod kubelet;
-mod quantity;
 mod queue;
 mod scheduler;
 mod ttl;

@@ -18,11 +18,11 @@ use chrono::Utc;
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use taskpod_adapter_sdk::quantity;
 use tokio::task::JoinHandle;
 
 use super::cache::{Change, ObjKey, key_of};
 use super::events::EventType;
-use super::quantity;
 use super::queue::{WorkQueue, spawn_workers};
 use super::{Context, ControllerError, NodeSpec, is_terminal, to_time};
 
@@ -106,7 +106,9 @@ fn container_req(c: &Container) -> Req {
         cpu: get("cpu")
             .and_then(|q| quantity::cpu_millis(&q))
             .unwrap_or(0),
-        mem: get("memory").and_then(|q| quantity::bytes(&q)).unwrap_or(0),
+        mem: get("memory")
+            .and_then(|q| quantity::memory_bytes(&q))
+            .unwrap_or(0),
     }
 }
 
