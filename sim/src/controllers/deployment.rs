@@ -15,7 +15,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
@@ -29,17 +29,14 @@ use tokio::time::Instant;
 
 use super::cache::{Change, ObjKey, key_of};
 use super::events::EventType;
+use super::expectations::Expectations;
 use super::job::{api_message, random_suffix};
 use super::queue::{WorkQueue, spawn_workers};
-use super::{Context, ControllerError, from_time, is_terminal, to_time};
+use super::{Context, ControllerError, from_time, is_terminal, lock, to_time};
 
 const COMPONENT: &str = "deployment-controller";
 /// Label carrying the hash of the pod template a pod was made from.
 pub(crate) const POD_TEMPLATE_HASH: &str = "pod-template-hash";
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The controlling Deployment of a pod: (uid, name).
 fn controller_deployment(pod: &Pod) -> Option<(String, String)> {
@@ -81,14 +78,6 @@ fn scaled(v: &IntOrString, total: i32) -> i32 {
     }
 }
 
-/// Pods created or deleted and not yet seen through the watch.
-#[derive(Debug)]
-struct Expectations {
-    adds: i64,
-    deletes: HashSet<String>,
-    since: Instant,
-}
-
 #[derive(Debug)]
 struct Inner {
     ctx: Arc<Context>,
@@ -96,7 +85,7 @@ struct Inner {
     timer: Mutex<Option<JoinHandle<()>>>,
     /// Pod keys by the uid of their controlling Deployment.
     pods_by_owner: Mutex<HashMap<String, HashSet<ObjKey>>>,
-    expectations: Mutex<HashMap<String, Expectations>>,
+    expectations: Expectations,
 }
 
 /// The Deployment controller (cheap to clone).
@@ -114,7 +103,7 @@ impl DeploymentController {
                 queue,
                 timer: Mutex::new(Some(timer)),
                 pods_by_owner: Mutex::new(HashMap::new()),
-                expectations: Mutex::new(HashMap::new()),
+                expectations: Expectations::default(),
             }),
         }
     }
@@ -124,7 +113,7 @@ impl DeploymentController {
         let deployment = change.object();
         if let Change::Deleted(d) = change {
             if let Some(uid) = d.uid() {
-                lock(&self.inner.expectations).remove(&uid);
+                self.inner.expectations.forget(&uid);
             }
             return;
         }
@@ -144,10 +133,8 @@ impl DeploymentController {
                     .entry(uid.clone())
                     .or_default()
                     .insert(key);
-                if old.is_none()
-                    && let Some(e) = lock(&self.inner.expectations).get_mut(&uid)
-                {
-                    e.adds -= 1;
+                if old.is_none() {
+                    self.inner.expectations.creation_observed(&uid);
                 }
             }
             Change::Deleted(last) => {
@@ -159,10 +146,8 @@ impl DeploymentController {
                     }
                 }
                 drop(by_owner);
-                if let (Some(e), Some(pod_uid)) =
-                    (lock(&self.inner.expectations).get_mut(&uid), last.uid())
-                {
-                    e.deletes.remove(&pod_uid);
+                if let Some(pod_uid) = last.uid() {
+                    self.inner.expectations.deletion_observed(&uid, &pod_uid);
                 }
             }
         }
@@ -188,33 +173,6 @@ impl DeploymentController {
         tasks
     }
 
-    fn expectations_satisfied(&self, uid: &str) -> bool {
-        let mut map = lock(&self.inner.expectations);
-        match map.get(uid) {
-            None => true,
-            Some(e) => {
-                let done = (e.adds <= 0 && e.deletes.is_empty())
-                    || e.since.elapsed() > self.inner.ctx.config.timing.expectations_timeout;
-                if done {
-                    map.remove(uid);
-                }
-                done
-            }
-        }
-    }
-
-    fn expect(&self, uid: &str, adds: i64, deletes: impl IntoIterator<Item = String>) {
-        let mut map = lock(&self.inner.expectations);
-        let e = map.entry(uid.to_owned()).or_insert_with(|| Expectations {
-            adds: 0,
-            deletes: HashSet::new(),
-            since: Instant::now(),
-        });
-        e.adds += adds;
-        e.deletes.extend(deletes);
-        e.since = Instant::now();
-    }
-
     /// One sync: scale to `spec.replicas` pods of the current template, then write the status.
     async fn sync(&self, key: ObjKey) -> Result<(), ControllerError> {
         let ctx = &self.inner.ctx;
@@ -227,7 +185,11 @@ impl DeploymentController {
         if deployment.metadata.deletion_timestamp.is_some() {
             return Ok(());
         }
-        if !self.expectations_satisfied(&uid) {
+        if !self
+            .inner
+            .expectations
+            .satisfied(&uid, ctx.config.timing.expectations_timeout)
+        {
             self.inner
                 .queue
                 .add_after(key.clone(), ctx.config.timing.expectations_timeout);
@@ -283,7 +245,7 @@ impl DeploymentController {
             }
         }
         if to_create > 0 || !to_delete.is_empty() {
-            self.expect(
+            self.inner.expectations.expect(
                 &uid,
                 to_create as i64,
                 to_delete.iter().filter_map(|p| p.uid()),
@@ -308,10 +270,8 @@ impl DeploymentController {
                     format!("Deleted pod: {}", pod.name_any()),
                 ),
                 Err(e) => {
-                    if let (Some(u), Some(ex)) =
-                        (pod.uid(), lock(&self.inner.expectations).get_mut(&uid))
-                    {
-                        ex.deletes.remove(&u);
+                    if let Some(u) = pod.uid() {
+                        self.inner.expectations.deletion_observed(&uid, &u);
                     }
                     tracing::debug!(pod = %pod.name_any(), error = %e, "deleting pod failed");
                 }
@@ -330,9 +290,7 @@ impl DeploymentController {
                     format!("Created pod: {}", created.name_any()),
                 ),
                 Err(e) => {
-                    if let Some(ex) = lock(&self.inner.expectations).get_mut(&uid) {
-                        ex.adds -= 1;
-                    }
+                    self.inner.expectations.creation_observed(&uid);
                     ctx.recorder.record(
                         deployment.as_ref(),
                         COMPONENT,

@@ -14,7 +14,7 @@
 //! collected as orphans.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{
@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::cache::{KindInfo, MetaChange, ObjKey};
 use super::queue::{WorkQueue, spawn_workers};
-use super::{Context, ControllerError};
+use super::{Context, ControllerError, lock};
 
 const FOREGROUND: &str = "foregroundDeletion";
 const ORPHAN: &str = "orphan";
@@ -72,10 +72,6 @@ struct Inner {
 #[derive(Clone, Debug)]
 pub(crate) struct GarbageCollector {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl GarbageCollector {

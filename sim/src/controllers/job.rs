@@ -13,7 +13,7 @@
 //! not act on a Job again until its watch has observed them, so that no pod is created twice.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,8 +28,9 @@ use tokio::time::Instant;
 
 use super::cache::{Change, ObjKey, key_of};
 use super::events::EventType;
+use super::expectations::Expectations;
 use super::queue::{WorkQueue, spawn_workers};
-use super::{Context, ControllerError, from_time, is_terminal, pod_condition_true, to_time};
+use super::{Context, ControllerError, from_time, is_terminal, lock, pod_condition_true, to_time};
 
 const COMPONENT: &str = "job-controller";
 /// Annotation and label carrying a pod's completion index.
@@ -64,14 +65,6 @@ struct JobState {
     suspended: bool,
 }
 
-/// Pods the controller created or deleted and has not yet seen through its watch.
-#[derive(Debug)]
-struct Expectations {
-    adds: i64,
-    deletes: HashSet<String>,
-    since: Instant,
-}
-
 #[derive(Debug)]
 struct Inner {
     ctx: Arc<Context>,
@@ -81,7 +74,7 @@ struct Inner {
     pods_by_job: Mutex<HashMap<String, HashSet<ObjKey>>>,
     /// Last versions of deleted pods, by Job uid, until the next sync counts them.
     tombstones: Mutex<HashMap<String, Vec<Arc<Pod>>>>,
-    expectations: Mutex<HashMap<String, Expectations>>,
+    expectations: Expectations,
     states: Mutex<HashMap<String, JobState>>,
 }
 
@@ -89,10 +82,6 @@ struct Inner {
 #[derive(Clone, Debug)]
 pub(crate) struct JobController {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The controlling Job of a pod: (uid, name).
@@ -295,7 +284,7 @@ impl JobController {
                 timer: Mutex::new(Some(timer)),
                 pods_by_job: Mutex::new(HashMap::new()),
                 tombstones: Mutex::new(HashMap::new()),
-                expectations: Mutex::new(HashMap::new()),
+                expectations: Expectations::default(),
                 states: Mutex::new(HashMap::new()),
             }),
         }
@@ -308,7 +297,7 @@ impl JobController {
             && let Some(uid) = job.uid()
         {
             lock(&self.inner.states).remove(&uid);
-            lock(&self.inner.expectations).remove(&uid);
+            self.inner.expectations.forget(&uid);
             lock(&self.inner.tombstones).remove(&uid);
             return;
         }
@@ -328,10 +317,8 @@ impl JobController {
                     .entry(job_uid.clone())
                     .or_default()
                     .insert(key);
-                if old.is_none()
-                    && let Some(e) = lock(&self.inner.expectations).get_mut(&job_uid)
-                {
-                    e.adds -= 1;
+                if old.is_none() {
+                    self.inner.expectations.creation_observed(&job_uid);
                 }
             }
             Change::Deleted(last) => {
@@ -343,10 +330,8 @@ impl JobController {
                     }
                 }
                 drop(by_job);
-                if let Some(e) = lock(&self.inner.expectations).get_mut(&job_uid)
-                    && let Some(uid) = last.uid()
-                {
-                    e.deletes.remove(&uid);
+                if let Some(uid) = last.uid() {
+                    self.inner.expectations.deletion_observed(&job_uid, &uid);
                 }
                 // Keep the last version for the next sync of a Job that still exists (pods
                 // collected after their Job was deleted need no counting).
@@ -383,33 +368,6 @@ impl JobController {
             },
         ));
         tasks
-    }
-
-    fn expectations_satisfied(&self, uid: &str) -> bool {
-        let mut map = lock(&self.inner.expectations);
-        match map.get(uid) {
-            None => true,
-            Some(e) => {
-                let done = (e.adds <= 0 && e.deletes.is_empty())
-                    || e.since.elapsed() > self.inner.ctx.config.timing.expectations_timeout;
-                if done {
-                    map.remove(uid);
-                }
-                done
-            }
-        }
-    }
-
-    fn expect(&self, uid: &str, adds: i64, deletes: impl IntoIterator<Item = String>) {
-        let mut map = lock(&self.inner.expectations);
-        let e = map.entry(uid.to_owned()).or_insert_with(|| Expectations {
-            adds: 0,
-            deletes: HashSet::new(),
-            since: Instant::now(),
-        });
-        e.adds += adds;
-        e.deletes.extend(deletes);
-        e.since = Instant::now();
     }
 
     fn initial_state(job: &Job) -> JobState {
@@ -467,7 +425,11 @@ impl JobController {
         if st.finished {
             return Ok(());
         }
-        if !self.expectations_satisfied(uid) {
+        if !self
+            .inner
+            .expectations
+            .satisfied(uid, ctx.config.timing.expectations_timeout)
+        {
             // Look again when the expectations expire, in case an event never comes.
             self.inner
                 .queue
@@ -800,7 +762,7 @@ impl JobController {
         to_delete.retain(|p| p.metadata.deletion_timestamp.is_none());
         to_delete.truncate(MAX_BATCH);
         if !to_delete.is_empty() || !to_create.is_empty() {
-            self.expect(
+            self.inner.expectations.expect(
                 uid,
                 to_create.len() as i64,
                 to_delete.iter().filter_map(|p| p.uid()),
@@ -830,10 +792,8 @@ impl JobController {
                     format!("Deleted pod: {}", pod.name_any()),
                 ),
                 Err(e) => {
-                    if let (Some(u), Some(ex)) =
-                        (pod.uid(), lock(&self.inner.expectations).get_mut(uid))
-                    {
-                        ex.deletes.remove(&u);
+                    if let Some(u) = pod.uid() {
+                        self.inner.expectations.deletion_observed(uid, &u);
                     }
                     if !is_not_found(&e) {
                         tracing::debug!(pod = %pod.name_any(), error = %e, "deleting pod failed");
@@ -858,9 +818,7 @@ impl JobController {
                     format!("Created pod: {}", pod.name_any()),
                 ),
                 Err(e) => {
-                    if let Some(ex) = lock(&self.inner.expectations).get_mut(uid) {
-                        ex.adds -= 1;
-                    }
+                    self.inner.expectations.creation_observed(uid);
                     ctx.recorder.record(
                         job.as_ref(),
                         COMPONENT,

@@ -22,7 +22,7 @@
 //! advanced, level-triggered, whenever the pod changes or its next planned moment comes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -37,7 +37,7 @@ use super::behavior::{ContainerPlan, PodPlan};
 use super::cache::{Change, ObjKey, key_of};
 use super::job::pod_index;
 use super::queue::{WorkQueue, spawn_workers};
-use super::{Context, ControllerError};
+use super::{Context, ControllerError, lock};
 
 /// Exit code of a container stopped by `SIGTERM`.
 const SIGTERM_EXIT: i32 = 143;
@@ -214,10 +214,6 @@ struct Inner {
 #[derive(Clone, Debug)]
 pub(crate) struct Kubelets {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn nonzero(code: i32) -> i32 {

@@ -16,6 +16,7 @@ pub mod behavior;
 mod cache;
 mod deployment;
 mod events;
+mod expectations;
 mod gc;
 mod job;
 mod kubelet;
@@ -24,7 +25,7 @@ mod scheduler;
 mod ttl;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use kube::Client;
@@ -272,6 +273,12 @@ pub(crate) enum ControllerError {
 }
 
 /// True when the pod has finished (`Succeeded` or `Failed`).
+/// Locks `m`, taking over a lock poisoned by a panicking holder (the data stays usable: every
+/// critical section leaves it consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub(crate) fn is_terminal(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
     matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),

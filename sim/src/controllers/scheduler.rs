@@ -12,7 +12,7 @@
 //! overcommit a node.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition};
@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use super::cache::{Change, ObjKey, key_of};
 use super::events::EventType;
 use super::queue::{WorkQueue, spawn_workers};
-use super::{Context, ControllerError, NodeSpec, is_terminal, to_time};
+use super::{Context, ControllerError, NodeSpec, is_terminal, lock, to_time};
 
 const COMPONENT: &str = "default-scheduler";
 
@@ -89,10 +89,6 @@ struct Inner {
 #[derive(Clone, Debug)]
 pub(crate) struct Scheduler {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn container_req(c: &Container) -> Req {
