@@ -13,7 +13,6 @@
 //! Deployment again until its watch has observed them.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -29,8 +28,8 @@ use tokio::time::Instant;
 
 use super::cache::{Change, ObjKey, key_of};
 use super::events::EventType;
-use super::expectations::Expectations;
 use super::job::{api_message, random_suffix};
+use super::owned::OwnedPods;
 use super::queue::{WorkQueue, spawn_workers};
 use super::{Context, ControllerError, from_time, is_terminal, lock, to_time};
 
@@ -83,9 +82,8 @@ struct Inner {
     ctx: Arc<Context>,
     queue: WorkQueue<ObjKey>,
     timer: Mutex<Option<JoinHandle<()>>>,
-    /// Pod keys by the uid of their controlling Deployment.
-    pods_by_owner: Mutex<HashMap<String, HashSet<ObjKey>>>,
-    expectations: Expectations,
+    /// The pods of each Deployment (by uid) and what it expects of them.
+    pods: OwnedPods,
 }
 
 /// The Deployment controller (cheap to clone).
@@ -102,8 +100,7 @@ impl DeploymentController {
                 ctx,
                 queue,
                 timer: Mutex::new(Some(timer)),
-                pods_by_owner: Mutex::new(HashMap::new()),
-                expectations: Expectations::default(),
+                pods: OwnedPods::default(),
             }),
         }
     }
@@ -113,7 +110,7 @@ impl DeploymentController {
         let deployment = change.object();
         if let Change::Deleted(d) = change {
             if let Some(uid) = d.uid() {
-                self.inner.expectations.forget(&uid);
+                self.inner.pods.expectations.forget(&uid);
             }
             return;
         }
@@ -126,31 +123,7 @@ impl DeploymentController {
         let Some((uid, name)) = controller_deployment(pod) else {
             return;
         };
-        let key = key_of(pod.as_ref());
-        match change {
-            Change::Applied { old, .. } => {
-                lock(&self.inner.pods_by_owner)
-                    .entry(uid.clone())
-                    .or_default()
-                    .insert(key);
-                if old.is_none() {
-                    self.inner.expectations.creation_observed(&uid);
-                }
-            }
-            Change::Deleted(last) => {
-                let mut by_owner = lock(&self.inner.pods_by_owner);
-                if let Some(set) = by_owner.get_mut(&uid) {
-                    set.remove(&key);
-                    if set.is_empty() {
-                        by_owner.remove(&uid);
-                    }
-                }
-                drop(by_owner);
-                if let Some(pod_uid) = last.uid() {
-                    self.inner.expectations.deletion_observed(&uid, &pod_uid);
-                }
-            }
-        }
+        self.inner.pods.observe(&uid, change);
         self.inner
             .queue
             .add((pod.namespace().unwrap_or_default(), name));
@@ -187,6 +160,7 @@ impl DeploymentController {
         }
         if !self
             .inner
+            .pods
             .expectations
             .satisfied(&uid, ctx.config.timing.expectations_timeout)
         {
@@ -202,10 +176,7 @@ impl DeploymentController {
         let paused = spec.paused.unwrap_or(false);
         let hash = template_hash(&deployment);
 
-        let keys: Vec<ObjKey> = lock(&self.inner.pods_by_owner)
-            .get(&uid)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
+        let keys = self.inner.pods.keys(&uid);
         let pods: Vec<Arc<Pod>> = keys
             .iter()
             .filter_map(|k| ctx.caches.pods.get(k))
@@ -245,7 +216,7 @@ impl DeploymentController {
             }
         }
         if to_create > 0 || !to_delete.is_empty() {
-            self.inner.expectations.expect(
+            self.inner.pods.expectations.expect(
                 &uid,
                 to_create as i64,
                 to_delete.iter().filter_map(|p| p.uid()),
@@ -271,7 +242,7 @@ impl DeploymentController {
                 ),
                 Err(e) => {
                     if let Some(u) = pod.uid() {
-                        self.inner.expectations.deletion_observed(&uid, &u);
+                        self.inner.pods.expectations.deletion_observed(&uid, &u);
                     }
                     tracing::debug!(pod = %pod.name_any(), error = %e, "deleting pod failed");
                 }
@@ -290,7 +261,7 @@ impl DeploymentController {
                     format!("Created pod: {}", created.name_any()),
                 ),
                 Err(e) => {
-                    self.inner.expectations.creation_observed(&uid);
+                    self.inner.pods.expectations.creation_observed(&uid);
                     ctx.recorder.record(
                         deployment.as_ref(),
                         COMPONENT,

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::cache::{Change, ObjKey, key_of};
 use super::events::EventType;
-use super::expectations::Expectations;
+use super::owned::OwnedPods;
 use super::queue::{WorkQueue, spawn_workers};
 use super::{Context, ControllerError, from_time, is_terminal, lock, pod_condition_true, to_time};
 
@@ -70,11 +70,10 @@ struct Inner {
     ctx: Arc<Context>,
     queue: WorkQueue<ObjKey>,
     timer: Mutex<Option<JoinHandle<()>>>,
-    /// Pod keys by the uid of their controlling Job.
-    pods_by_job: Mutex<HashMap<String, HashSet<ObjKey>>>,
+    /// The pods of each Job (by uid) and what it expects of them.
+    pods: OwnedPods,
     /// Last versions of deleted pods, by Job uid, until the next sync counts them.
     tombstones: Mutex<HashMap<String, Vec<Arc<Pod>>>>,
-    expectations: Expectations,
     states: Mutex<HashMap<String, JobState>>,
 }
 
@@ -282,9 +281,8 @@ impl JobController {
                 ctx,
                 queue,
                 timer: Mutex::new(Some(timer)),
-                pods_by_job: Mutex::new(HashMap::new()),
+                pods: OwnedPods::default(),
                 tombstones: Mutex::new(HashMap::new()),
-                expectations: Expectations::default(),
                 states: Mutex::new(HashMap::new()),
             }),
         }
@@ -297,7 +295,7 @@ impl JobController {
             && let Some(uid) = job.uid()
         {
             lock(&self.inner.states).remove(&uid);
-            self.inner.expectations.forget(&uid);
+            self.inner.pods.expectations.forget(&uid);
             lock(&self.inner.tombstones).remove(&uid);
             return;
         }
@@ -310,42 +308,20 @@ impl JobController {
         let Some((job_uid, job_name)) = controller_job(pod) else {
             return;
         };
-        let key = key_of(pod.as_ref());
-        match change {
-            Change::Applied { old, .. } => {
-                lock(&self.inner.pods_by_job)
-                    .entry(job_uid.clone())
+        self.inner.pods.observe(&job_uid, change);
+        if let Change::Deleted(last) = change {
+            // Keep the last version for the next sync of a Job that still exists (pods
+            // collected after their Job was deleted need no counting).
+            let owner = (pod.namespace().unwrap_or_default(), job_name.clone());
+            let job_alive = self.inner.ctx.caches.jobs.get(&owner).is_some_and(|j| {
+                j.uid().as_deref() == Some(job_uid.as_str())
+                    && j.metadata.deletion_timestamp.is_none()
+            });
+            if job_alive {
+                lock(&self.inner.tombstones)
+                    .entry(job_uid)
                     .or_default()
-                    .insert(key);
-                if old.is_none() {
-                    self.inner.expectations.creation_observed(&job_uid);
-                }
-            }
-            Change::Deleted(last) => {
-                let mut by_job = lock(&self.inner.pods_by_job);
-                if let Some(set) = by_job.get_mut(&job_uid) {
-                    set.remove(&key);
-                    if set.is_empty() {
-                        by_job.remove(&job_uid);
-                    }
-                }
-                drop(by_job);
-                if let Some(uid) = last.uid() {
-                    self.inner.expectations.deletion_observed(&job_uid, &uid);
-                }
-                // Keep the last version for the next sync of a Job that still exists (pods
-                // collected after their Job was deleted need no counting).
-                let owner = (pod.namespace().unwrap_or_default(), job_name.clone());
-                let job_alive = self.inner.ctx.caches.jobs.get(&owner).is_some_and(|j| {
-                    j.uid().as_deref() == Some(job_uid.as_str())
-                        && j.metadata.deletion_timestamp.is_none()
-                });
-                if job_alive {
-                    lock(&self.inner.tombstones)
-                        .entry(job_uid)
-                        .or_default()
-                        .push(last.clone());
-                }
+                    .push(last.clone());
             }
         }
         self.inner
@@ -427,6 +403,7 @@ impl JobController {
         }
         if !self
             .inner
+            .pods
             .expectations
             .satisfied(uid, ctx.config.timing.expectations_timeout)
         {
@@ -454,10 +431,7 @@ impl JobController {
         let now = Utc::now();
 
         // Current pods and the last versions of deleted ones.
-        let keys: Vec<ObjKey> = lock(&self.inner.pods_by_job)
-            .get(uid)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
+        let keys = self.inner.pods.keys(uid);
         let pods: Vec<Arc<Pod>> = keys
             .iter()
             .filter_map(|k| ctx.caches.pods.get(k))
@@ -762,7 +736,7 @@ impl JobController {
         to_delete.retain(|p| p.metadata.deletion_timestamp.is_none());
         to_delete.truncate(MAX_BATCH);
         if !to_delete.is_empty() || !to_create.is_empty() {
-            self.inner.expectations.expect(
+            self.inner.pods.expectations.expect(
                 uid,
                 to_create.len() as i64,
                 to_delete.iter().filter_map(|p| p.uid()),
@@ -793,7 +767,7 @@ impl JobController {
                 ),
                 Err(e) => {
                     if let Some(u) = pod.uid() {
-                        self.inner.expectations.deletion_observed(uid, &u);
+                        self.inner.pods.expectations.deletion_observed(uid, &u);
                     }
                     if !is_not_found(&e) {
                         tracing::debug!(pod = %pod.name_any(), error = %e, "deleting pod failed");
@@ -818,7 +792,7 @@ impl JobController {
                     format!("Created pod: {}", pod.name_any()),
                 ),
                 Err(e) => {
-                    self.inner.expectations.creation_observed(uid);
+                    self.inner.pods.expectations.creation_observed(uid);
                     ctx.recorder.record(
                         job.as_ref(),
                         COMPONENT,

@@ -1,15 +1,67 @@
-//! Pods a controller created or deleted and has not yet seen through its watch, by the uid of
-//! their owner (Kubernetes' `ControllerExpectations`, pkg/controller/controller_utils.go). A sync
-//! waits until they are observed, or until a timeout, so that it never counts a pod twice or
-//! misses one it just made.
+//! The pods a controller (Job, Deployment) owns, kept from the pod watch: their keys by the uid
+//! of their owner, and the pods it created or deleted and has not yet seen through the watch
+//! (Kubernetes' `ControllerExpectations`, pkg/controller/controller_utils.go). A sync waits until
+//! those are observed, or until a timeout, so that it never counts a pod twice or misses one it
+//! just made.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use tokio::time::Instant;
 
+use super::cache::{Change, ObjKey, key_of};
 use super::lock;
+
+/// The pods of one controller's owners.
+#[derive(Debug, Default)]
+pub(crate) struct OwnedPods {
+    by_owner: Mutex<HashMap<String, HashSet<ObjKey>>>,
+    /// What each owner still expects to observe.
+    pub(crate) expectations: Expectations,
+}
+
+impl OwnedPods {
+    /// A change of a pod whose controlling owner has uid `owner`: indexes the pod and observes
+    /// the owner's expectations.
+    pub(crate) fn observe(&self, owner: &str, change: &Change<Pod>) {
+        let key = key_of(change.object().as_ref());
+        match change {
+            Change::Applied { old, .. } => {
+                lock(&self.by_owner)
+                    .entry(owner.to_owned())
+                    .or_default()
+                    .insert(key);
+                if old.is_none() {
+                    self.expectations.creation_observed(owner);
+                }
+            }
+            Change::Deleted(last) => {
+                let mut by_owner = lock(&self.by_owner);
+                if let Some(set) = by_owner.get_mut(owner) {
+                    set.remove(&key);
+                    if set.is_empty() {
+                        by_owner.remove(owner);
+                    }
+                }
+                drop(by_owner);
+                if let Some(pod_uid) = last.uid() {
+                    self.expectations.deletion_observed(owner, &pod_uid);
+                }
+            }
+        }
+    }
+
+    /// The keys of `owner`'s pods.
+    pub(crate) fn keys(&self, owner: &str) -> Vec<ObjKey> {
+        lock(&self.by_owner)
+            .get(owner)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
 
 /// What one owner still expects to observe.
 #[derive(Debug)]
