@@ -132,7 +132,12 @@ async fn max_duration_kills_the_task() {
     runner.submit(task("long-1", "long")).await.expect("submit");
     let done = wait_terminal(&store, "long-1", 20).await;
     assert_eq!(done.state, TaskState::Failed);
-    assert_eq!(done.reason.map(|r| r.code), Some(ReasonCode::MaxDuration));
+    assert_eq!(
+        done.reason.clone().map(|r| r.code),
+        Some(ReasonCode::MaxDuration),
+        "{:?}",
+        done.reason
+    );
     eventually(10, "overdue Job deleted", || async {
         job_count(&env).await == 0
     })

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ::kube::runtime::watcher::Event;
 use ::kube::runtime::{WatchStreamExt, watcher};
@@ -180,6 +180,36 @@ fn job_of(pod: &Pod) -> Option<String> {
         .cloned()
 }
 
+/// How coarse Kubernetes' timestamps are (`status.startTime` and the like: whole seconds).
+const START_TIME_GRANULARITY: Duration = Duration::from_secs(1);
+
+/// Reads a pod's failure against the task's maximum duration, the pod's task having run `ran`
+/// since its launch: `activeDeadlineSeconds` kills the pod, so a failure past the maximum is
+/// the maximum duration, not an exit code. Kubernetes counts the deadline from the Job's
+/// `status.startTime`, kept in whole seconds, so it may end the pod up to a second before the
+/// runner's own count reaches the maximum: a failure that close to it is left to the Job's
+/// condition, which follows (`DeadlineExceeded`, or the backoff limit for a failure of the
+/// pod's own), and `outcome` is cleared. True when it was.
+fn against_deadline(outcome: &mut Option<status::Outcome>, ran: Duration, max: Duration) -> bool {
+    let Some(failed) = outcome.as_mut().filter(|o| !o.succeeded) else {
+        return false;
+    };
+    if ran >= max {
+        failed.code = ReasonCode::MaxDuration;
+        failed.message = format!(
+            "the task ran longer than its maximum duration ({}s); {}",
+            max.as_secs_f64(),
+            failed.message
+        );
+        false
+    } else if ran + START_TIME_GRANULARITY >= max {
+        *outcome = None;
+        true
+    } else {
+        false
+    }
+}
+
 fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
     let Some(job) = job_of(pod) else { return };
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -190,6 +220,7 @@ fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
     }
     let mut mark_running = None;
     let mut follow = None;
+    let mut deferred = false;
     let max_duration = inner.config.runner.max_task_duration.0;
     let id = {
         let mut tracking = inner.lock();
@@ -203,18 +234,7 @@ fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
             return;
         }
         t.pod = Some(name.clone());
-        // activeDeadlineSeconds kills the pod: its end is the max duration, not an exit code.
-        if let Some(outcome) = view.outcome.as_mut()
-            && !outcome.succeeded
-            && t.launched.elapsed() >= max_duration
-        {
-            outcome.code = ReasonCode::MaxDuration;
-            outcome.message = format!(
-                "the task ran longer than its maximum duration ({}s); {}",
-                max_duration.as_secs_f64(),
-                outcome.message
-            );
-        }
+        deferred = against_deadline(&mut view.outcome, t.launched.elapsed(), max_duration);
         t.main_container = Some(view.main_container.clone());
         t.restarts = status::restart_count(pod, &view.main_container);
         if view.waiting.is_some() {
@@ -227,7 +247,10 @@ fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
             if t.state == TaskState::Launching {
                 mark_running = Some(id.clone());
             }
-            if view.outcome.is_none() && t.follower.as_ref().is_none_or(|f| f.is_finished()) {
+            if view.outcome.is_none()
+                && !deferred
+                && t.follower.as_ref().is_none_or(|f| f.is_finished())
+            {
                 follow = Some((id.clone(), view.main_container.clone(), t.restarts));
             }
         }
@@ -254,14 +277,20 @@ fn on_pod_deleted(inner: &Arc<Inner>, pod: &Pod) {
         return;
     }
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let view = status::pod_view(pod, inner.config.runner.main_container.as_deref());
+    let mut view = status::pod_view(pod, inner.config.runner.main_container.as_deref());
+    let max_duration = inner.config.runner.max_task_duration.0;
     let id = {
         let tracking = inner.lock();
         let Some(id) = tracking.jobs.get(&job).cloned() else {
             return;
         };
         match tracking.tasks.get(&id) {
-            Some(t) if !t.finishing && t.pod.as_deref().is_none_or(|p| p == name) => id,
+            Some(t) if !t.finishing && t.pod.as_deref().is_none_or(|p| p == name) => {
+                if against_deadline(&mut view.outcome, t.launched.elapsed(), max_duration) {
+                    return;
+                }
+                id
+            }
             _ => return,
         }
     };
@@ -273,4 +302,62 @@ fn on_pod_deleted(inner: &Arc<Inner>, pod: &Pod) {
     });
     let delete = outcome.code == ReasonCode::PodDeleted;
     finish(inner, id, outcome, delete);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed() -> Option<status::Outcome> {
+        Some(status::Outcome {
+            succeeded: false,
+            code: ReasonCode::ExitCode,
+            message: "main container `main` exited with code 143 (Error)".to_owned(),
+            exit_code: Some(143),
+        })
+    }
+
+    #[test]
+    fn a_pod_failing_at_its_deadline_is_the_max_duration_or_left_to_the_job() {
+        let max = Duration::from_secs(60);
+        // Past the maximum: the deadline killed it.
+        let mut outcome = failed();
+        assert!(!against_deadline(&mut outcome, max, max));
+        let outcome = outcome.expect("kept");
+        assert_eq!(outcome.code, ReasonCode::MaxDuration);
+        assert!(
+            outcome.message.contains("maximum duration (60s)"),
+            "{}",
+            outcome.message
+        );
+        assert!(outcome.message.contains("code 143"), "{}", outcome.message);
+        // Within the second Kubernetes' whole-second start time may take off: the Job says.
+        let mut outcome = failed();
+        assert!(against_deadline(
+            &mut outcome,
+            max - Duration::from_millis(400),
+            max
+        ));
+        assert_eq!(outcome, None);
+        // Well before: the pod's own failure.
+        let mut outcome = failed();
+        assert!(!against_deadline(
+            &mut outcome,
+            Duration::from_secs(30),
+            max
+        ));
+        assert_eq!(outcome.map(|o| o.code), Some(ReasonCode::ExitCode));
+        // A success is a success, whenever it comes.
+        let mut outcome = failed().map(|o| status::Outcome {
+            succeeded: true,
+            code: ReasonCode::Completed,
+            ..o
+        });
+        assert!(!against_deadline(
+            &mut outcome,
+            max - Duration::from_millis(400),
+            max
+        ));
+        assert_eq!(outcome.map(|o| o.code), Some(ReasonCode::Completed));
+    }
 }

@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
@@ -661,9 +660,16 @@ impl JobController {
                 );
             }
             if st.start_time.is_none() {
-                st.start_time = Some(now);
+                // Kept as `status.startTime` holds it, in whole seconds: Kubernetes' controller
+                // counts `activeDeadlineSeconds` from the start time in its informer cache, so a
+                // Job ends up to a second before `start + deadline` measured precisely.
+                let start = from_time(&to_time(now));
+                st.start_time = Some(start);
                 if let Some(secs) = spec.active_deadline_seconds {
-                    requeue_at = Some(Instant::now() + Duration::from_secs(secs.max(0) as u64));
+                    let left = (start + chrono::Duration::seconds(secs) - now)
+                        .to_std()
+                        .unwrap_or_default();
+                    requeue_at = Some(Instant::now() + left);
                 }
             }
             // Back-off after failures before creating replacements.
