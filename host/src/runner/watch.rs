@@ -220,7 +220,6 @@ fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
     }
     let mut mark_running = None;
     let mut follow = None;
-    let mut deferred = false;
     let max_duration = inner.config.runner.max_task_duration.0;
     let id = {
         let mut tracking = inner.lock();
@@ -234,7 +233,7 @@ fn on_pod(inner: &Arc<Inner>, pod: &Pod) {
             return;
         }
         t.pod = Some(name.clone());
-        deferred = against_deadline(&mut view.outcome, t.launched.elapsed(), max_duration);
+        let deferred = against_deadline(&mut view.outcome, t.launched.elapsed(), max_duration);
         t.main_container = Some(view.main_container.clone());
         t.restarts = status::restart_count(pod, &view.main_container);
         if view.waiting.is_some() {
