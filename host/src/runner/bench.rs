@@ -373,17 +373,19 @@ struct Throughput {
     store_commits: u64,
 }
 
-/// CPU per task spent since `cpu` (a [`process_cpu`] reading), over `n` tasks.
-fn cpu_per(cpu: Duration, n: usize) -> Duration {
-    process_cpu().saturating_sub(cpu) / u32::try_from(n.max(1)).unwrap_or(u32::MAX)
-}
-
 /// P2 alternates the bare client and the runner this many times, so that a change in the
 /// machine's load or the heap's state during the run weighs on both sides alike.
 const P2_ROUNDS: usize = 3;
 
 /// One side of one round: rate (per second) and CPU per task.
 type Round = (f64, Duration);
+
+/// A round of `n` tasks that began at `started` with the process's CPU at `cpu` (a
+/// [`process_cpu`] reading): its rate and CPU per task, now.
+fn round_of(started: Instant, cpu: Duration, n: usize) -> Round {
+    let per_task = process_cpu().saturating_sub(cpu) / u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+    (n as f64 / started.elapsed().as_secs_f64(), per_task)
+}
 
 /// The median of the rounds' rates and the CPU per task of that round.
 fn median(mut rounds: Vec<Round>) -> Round {
@@ -463,45 +465,23 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
         let done = per_round * (round + 1);
         let cpu = process_cpu();
         let started = Instant::now();
-        create_all(
-            &jobs,
-            &template,
-            &format!("baseline-{round}"),
-            per_round,
-            concurrency,
-        )
-        .await?;
-        bare.push((
-            per_round as f64 / started.elapsed().as_secs_f64(),
-            cpu_per(cpu, per_round),
-        ));
+        let prefix = format!("baseline-{round}");
+        create_all(&jobs, &template, &prefix, per_round, concurrency, None).await?;
+        bare.push(round_of(started, cpu, per_round));
 
         let cpu = process_cpu();
         let started = Instant::now();
         let prefix = format!("watched-{round}");
-        let created: Vec<_> = futures::stream::iter(0..per_round)
-            .map(|i| {
-                let mut job = template.clone();
-                job.metadata.name = Some(format!("{prefix}-{i}"));
-                let (jobs, events, identity) = (&watched_jobs, &events, &identity);
-                async move {
-                    let created = jobs.create(&PostParams::default(), &job).await?;
-                    let job = crate::events::JobRef {
-                        name: created.metadata.name.unwrap_or_default(),
-                        uid: created.metadata.uid,
-                    };
-                    let (name, version, digest) =
-                        (&identity.name, &identity.version, &identity.digest);
-                    events.adapted(&job, "tpl", name, version, digest);
-                    Ok::<_, ::kube::Error>(())
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        for r in created {
-            r.map_err(kube_err)?;
-        }
+        let adapted = Some((&events, &identity));
+        create_all(
+            &watched_jobs,
+            &template,
+            &prefix,
+            per_round,
+            concurrency,
+            adapted,
+        )
+        .await?;
         wait_for(
             120,
             "the Job watch to receive every Job and the Events written",
@@ -511,10 +491,7 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
             },
         )
         .await?;
-        under_watch.push((
-            per_round as f64 / started.elapsed().as_secs_f64(),
-            cpu_per(cpu, per_round),
-        ));
+        under_watch.push(round_of(started, cpu, per_round));
 
         let cpu = process_cpu();
         let started = Instant::now();
@@ -526,10 +503,7 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
         let (s, c) = tokio::join!(submit, created);
         s?;
         c?;
-        ran.push((
-            per_round as f64 / started.elapsed().as_secs_f64(),
-            cpu_per(cpu, per_round),
-        ));
+        ran.push(round_of(started, cpu, per_round));
     }
     let after = store.stats();
     runner.shutdown().await;
@@ -562,20 +536,33 @@ async fn throughput(n: usize, concurrency: usize) -> Result<Throughput> {
 }
 
 /// Creates `n` copies of `template` named `{prefix}-{i}`, `concurrency` at a time, as a bare
-/// kube-client loop does.
+/// kube-client loop does; with `adapted`, each created Job's `Adapted` Event is queued on that
+/// Event writer, naming that adapter, as a launch does.
 async fn create_all(
     jobs: &Api<Job>,
     template: &Job,
     prefix: &str,
     n: usize,
     concurrency: usize,
+    adapted: Option<(&crate::events::Events, &crate::store::AdapterRef)>,
 ) -> Result<()> {
     let results: Vec<_> = futures::stream::iter(0..n)
         .map(|i| {
             let mut job = template.clone();
             job.metadata.name = Some(format!("{prefix}-{i}"));
-            let jobs = jobs.clone();
-            async move { jobs.create(&PostParams::default(), &job).await }
+            async move {
+                let created = jobs.create(&PostParams::default(), &job).await?;
+                if let Some((events, adapter)) = adapted {
+                    let job = crate::events::JobRef {
+                        name: created.metadata.name.unwrap_or_default(),
+                        uid: created.metadata.uid,
+                    };
+                    let (name, version, digest) =
+                        (&adapter.name, &adapter.version, &adapter.digest);
+                    events.adapted(&job, "tpl", name, version, digest);
+                }
+                Ok::<_, ::kube::Error>(())
+            }
         })
         .buffer_unordered(concurrency)
         .collect()
